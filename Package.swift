@@ -1,0 +1,65 @@
+// swift-tools-version:6.0
+// mdevsim: a simulated mdev vendor driver (a fake GVT-g GPU) served over FUSE.
+//
+// Layers, lowest first; nothing lower imports anything higher:
+//   CFuse      libfuse3 through pkg-config (system library)
+//   VirtualFS  a generic inode tree of directories, attributes and links; no FUSE, no GPUs
+//   FuseBridge the libfuse low-level protocol bridge onto a VirtualFS tree; knows nothing of GPUs
+//   MdevCore   the mdev bus and the GVT-g-like parent driver: types, pool, create/remove; no files
+//   MdevSysfs  the kernel's sysfs layout of an MdevCore host, as VirtualFS nodes
+//   mdevsim    the thin CLI
+import PackageDescription
+
+let package = Package(
+    name: "mdevsim",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "mdevsim", targets: ["mdevsim"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CFuse",
+            path: "CFuse",
+            pkgConfig: "fuse3",
+            providers: [.apt(["libfuse3-dev"])]
+        ),
+        .target(name: "VirtualFS"),
+        .target(
+            name: "FuseBridge",
+            dependencies: [
+                "CFuse", "VirtualFS",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "MdevCore",
+            dependencies: [
+                .product(name: "Yams", package: "Yams"),
+            ]
+        ),
+        .target(
+            name: "MdevSysfs",
+            dependencies: ["MdevCore", "VirtualFS"]
+        ),
+        .executableTarget(
+            name: "mdevsim",
+            dependencies: [
+                "FuseBridge", "MdevCore", "MdevSysfs", "VirtualFS",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(name: "VirtualFSTests", dependencies: ["VirtualFS"]),
+        .testTarget(name: "MdevCoreTests", dependencies: ["MdevCore", "MdevSysfs", "VirtualFS"]),
+        .testTarget(
+            name: "MountTests",
+            dependencies: ["FuseBridge", "MdevCore", "MdevSysfs", "VirtualFS"],
+            resources: []
+        ),
+    ]
+)

@@ -1,0 +1,256 @@
+import CFuse
+import Foundation
+import Logging
+import VirtualFS
+
+/// The state every request reaches through `fuse_req_userdata`.
+final class Dispatcher: @unchecked Sendable {
+    let tree: Tree
+    let logger: Logger
+    let uid = getuid()
+    let gid = getgid()
+    let mountTime: timespec
+
+    init(tree: Tree, logger: Logger) {
+        self.tree = tree
+        self.logger = logger
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        mountTime = now
+    }
+
+    static func from(_ req: fuse_req_t?) -> Dispatcher {
+        Unmanaged<Dispatcher>.fromOpaque(fuse_req_userdata(req)!).takeUnretainedValue()
+    }
+
+    func attributes(of node: Node) -> stat {
+        var st = stat()
+        st.st_ino = ino_t(node.ino)
+        switch node.kind {
+        case .directory:
+            st.st_mode = S_IFDIR | mode_t(node.permissions)
+            st.st_nlink = 2
+        case .symlink:
+            st.st_mode = S_IFLNK | mode_t(node.permissions)
+            st.st_nlink = 1
+        case .file:
+            st.st_mode = S_IFREG | mode_t(node.permissions)
+            st.st_nlink = 1
+        }
+        st.st_size = off_t(node.size)
+        st.st_uid = uid
+        st.st_gid = gid
+        st.st_blksize = 4096
+        st.st_atim = mountTime
+        st.st_mtim = mountTime
+        st.st_ctim = mountTime
+        return st
+    }
+
+    /// Replies with the error, logging refused writes (where the reason matters to
+    /// whoever wrote) at notice level and the rest at debug.
+    func fail(_ req: fuse_req_t?, _ error: FSError, _ op: String, _ ino: fuse_ino_t, loud: Bool = false) {
+        let level: Logger.Level = loud ? .notice : .debug
+        if logger.logLevel <= level {
+            logger.log(level: level, "\(op) /\(tree.path(of: ino)): \(error)")
+        }
+        fuse_reply_err(req, error.errno)
+    }
+}
+
+/// An open file or directory, kept alive by the pointer stored in `fi->fh`.
+final class FileHandleBox {
+    let file: any OpenFile
+    init(_ file: any OpenFile) { self.file = file }
+}
+
+final class DirectoryListing {
+    let entries: [(name: String, ino: Inode, type: mode_t)]
+    init(_ entries: [(name: String, ino: Inode, type: mode_t)]) { self.entries = entries }
+}
+
+/// The libfuse low-level operation table. Each handler ends in exactly one
+/// `fuse_reply_*`; errors travel as `FSError` and are converted once, in `fail`.
+enum Bridge {
+    static func retain(_ object: AnyObject) -> UInt64 {
+        UInt64(UInt(bitPattern: Unmanaged.passRetained(object).toOpaque()))
+    }
+    static func borrow<T: AnyObject>(_ fh: UInt64, as: T.Type) -> T {
+        Unmanaged<T>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(fh))!).takeUnretainedValue()
+    }
+    static func take<T: AnyObject>(_ fh: UInt64, as: T.Type) -> T {
+        Unmanaged<T>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(fh))!).takeRetainedValue()
+    }
+
+    static func refuse(_ req: fuse_req_t?, _ errno: Int32) { fuse_reply_err(req, errno) }
+
+    static let operations: fuse_lowlevel_ops = {
+        var ops = fuse_lowlevel_ops()
+
+        ops.lookup = { req, parent, name in
+            let d = Dispatcher.from(req)
+            do throws(FSError) {
+                let node = try d.tree.lookup(parent: parent, name: String(cString: name!))
+                var entry = fuse_entry_param()
+                entry.ino = fuse_ino_t(node.ino)
+                entry.attr = d.attributes(of: node)
+                entry.attr_timeout = 0
+                entry.entry_timeout = 0
+                fuse_reply_entry(req, &entry)
+            } catch {
+                fuse_reply_err(req, error.errno)
+            }
+        }
+
+        ops.getattr = { req, ino, _ in
+            let d = Dispatcher.from(req)
+            do throws(FSError) {
+                var st = d.attributes(of: try d.tree.node(ino))
+                fuse_reply_attr(req, &st, 0)
+            } catch {
+                d.fail(req, error, "getattr", ino)
+            }
+        }
+
+        ops.setattr = { req, ino, attr, toSet, _ in
+            let d = Dispatcher.from(req)
+            do throws(FSError) {
+                let node = try d.tree.node(ino)
+                let timeBits = FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW
+                    | FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME
+                if toSet & ~(FUSE_SET_ATTR_SIZE | timeBits) != 0 {
+                    throw FSError(EPERM, "changing mode or owner is not supported")
+                }
+                if toSet & FUSE_SET_ATTR_SIZE != 0 {
+                    guard case .file(let content) = node.kind else { throw FSError(EISDIR, "cannot truncate a directory") }
+                    try content.truncate(node)
+                }
+                var st = d.attributes(of: node)
+                fuse_reply_attr(req, &st, 0)
+            } catch {
+                d.fail(req, error, "setattr", ino)
+            }
+        }
+
+        ops.readlink = { req, ino in
+            let d = Dispatcher.from(req)
+            do throws(FSError) {
+                guard case .symlink(let target) = try d.tree.node(ino).kind else {
+                    throw FSError(EINVAL, "not a symbolic link")
+                }
+                fuse_reply_readlink(req, target)
+            } catch {
+                d.fail(req, error, "readlink", ino)
+            }
+        }
+
+        ops.open = { req, ino, fi in
+            let d = Dispatcher.from(req)
+            do throws(FSError) {
+                let node = try d.tree.node(ino)
+                guard case .file(let content) = node.kind else { throw FSError(EISDIR, "is a directory") }
+                let flags = fi!.pointee.flags
+                let file = try content.open(node, access: OpenAccess(openFlags: flags))
+                if flags & O_TRUNC != 0 { try content.truncate(node) }
+                fi!.pointee.fh = retain(FileHandleBox(file))
+                fi!.pointee.direct_io = 1
+                fi!.pointee.keep_cache = 0
+                if fuse_reply_open(req, fi) != 0 {
+                    // The opener was interrupted: the kernel will not send release.
+                    take(fi!.pointee.fh, as: FileHandleBox.self).file.release()
+                }
+            } catch {
+                d.fail(req, error, "open", ino)
+            }
+        }
+
+        ops.read = { req, ino, size, offset, fi in
+            let box = borrow(fi!.pointee.fh, as: FileHandleBox.self)
+            var replied = false
+            do throws(FSError) {
+                try box.file.read(offset: Int(offset), size: size) { bytes in
+                    replied = true
+                    fuse_reply_buf(req, bytes.baseAddress, bytes.count)
+                }
+                if !replied { fuse_reply_buf(req, nil, 0) }
+            } catch {
+                if !replied { Dispatcher.from(req).fail(req, error, "read", ino) }
+            }
+        }
+
+        ops.write = { req, ino, buf, size, offset, fi in
+            let box = borrow(fi!.pointee.fh, as: FileHandleBox.self)
+            do throws(FSError) {
+                let written = try box.file.write(offset: Int(offset), data: UnsafeRawBufferPointer(start: buf, count: size))
+                fuse_reply_write(req, written)
+            } catch {
+                Dispatcher.from(req).fail(req, error, "write", ino, loud: true)
+            }
+        }
+
+        ops.release = { req, _, fi in
+            take(fi!.pointee.fh, as: FileHandleBox.self).file.release()
+            fuse_reply_err(req, 0)
+        }
+
+        ops.opendir = { req, ino, fi in
+            let d = Dispatcher.from(req)
+            do throws(FSError) {
+                let entries = try d.tree.entries(of: ino)
+                var listing: [(name: String, ino: Inode, type: mode_t)] = [
+                    (".", ino, S_IFDIR), ("..", d.tree.parent(of: ino), S_IFDIR),
+                ]
+                listing.reserveCapacity(entries.count + 2)
+                for (name, node) in entries {
+                    let type: mode_t
+                    switch node.kind {
+                    case .directory: type = S_IFDIR
+                    case .symlink: type = S_IFLNK
+                    case .file: type = S_IFREG
+                    }
+                    listing.append((name, node.ino, type))
+                }
+                fi!.pointee.fh = retain(DirectoryListing(listing))
+                if fuse_reply_open(req, fi) != 0 { _ = take(fi!.pointee.fh, as: DirectoryListing.self) }
+            } catch {
+                d.fail(req, error, "opendir", ino)
+            }
+        }
+
+        ops.readdir = { req, _, size, offset, fi in
+            let listing = borrow(fi!.pointee.fh, as: DirectoryListing.self)
+            withUnsafeTemporaryAllocation(of: CChar.self, capacity: max(size, 1)) { buffer in
+                var used = 0
+                var index = Int(offset)
+                var st = stat()
+                while index < listing.entries.count {
+                    let entry = listing.entries[index]
+                    st.st_ino = ino_t(entry.ino)
+                    st.st_mode = entry.type
+                    let need = fuse_add_direntry(req, buffer.baseAddress! + used, size - used, entry.name, &st, off_t(index + 1))
+                    if need > size - used { break }
+                    used += need
+                    index += 1
+                }
+                fuse_reply_buf(req, buffer.baseAddress, used)
+            }
+        }
+
+        ops.releasedir = { req, _, fi in
+            _ = take(fi!.pointee.fh, as: DirectoryListing.self)
+            fuse_reply_err(req, 0)
+        }
+
+        // sysfs has no create, mkdir, unlink, rename or link: the VFS answers
+        // EACCES for creating a file and EPERM for the rest.
+        ops.create = { req, _, _, _, _ in refuse(req, EACCES) }
+        ops.mknod = { req, _, _, _, _ in refuse(req, EPERM) }
+        ops.mkdir = { req, _, _, _ in refuse(req, EPERM) }
+        ops.unlink = { req, _, _ in refuse(req, EPERM) }
+        ops.rmdir = { req, _, _ in refuse(req, EPERM) }
+        ops.symlink = { req, _, _, _ in refuse(req, EPERM) }
+        ops.rename = { req, _, _, _, _, _ in refuse(req, EPERM) }
+        ops.link = { req, _, _, _ in refuse(req, EPERM) }
+        return ops
+    }()
+}

@@ -1,0 +1,263 @@
+import Foundation
+import Yams
+
+/// One vGPU type as GVT-g's `intel_vgpu_configs[]` table defines it.
+public struct VGPUTypeConfig: Codable, Sendable, Equatable {
+    /// Suffix of the type name: "8" gives `GVTg_V5_8` and the sysfs dir `i915-GVTg_V5_8`.
+    public var name: String
+    public var lowGMMB: Int
+    public var highGMMB: Int
+    public var fences: Int
+    public var weight: Int
+    public var resolution: String
+    /// Whether a device of this type can be aggregated (`mdev/aggregated_instances`).
+    public var aggregation: Bool
+    /// Upper bound of `mdev/aggregated_instances` for such a device.
+    public var maxAggregation: Int
+
+    public init(name: String, lowGMMB: Int, highGMMB: Int, fences: Int, weight: Int, resolution: String,
+                aggregation: Bool = false, maxAggregation: Int = 1) {
+        self.name = name
+        self.lowGMMB = lowGMMB
+        self.highGMMB = highGMMB
+        self.fences = fences
+        self.weight = weight
+        self.resolution = resolution
+        self.aggregation = aggregation
+        self.maxAggregation = maxAggregation
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case name, fences, weight, resolution, aggregation
+        case lowGMMB = "low_gm_mb", highGMMB = "high_gm_mb", maxAggregation = "max_aggregation"
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        name = try c.decode(String.self, forKey: .name)
+        lowGMMB = try c.decode(Int.self, forKey: .lowGMMB)
+        highGMMB = try c.decode(Int.self, forKey: .highGMMB)
+        fences = try c.decodeIfPresent(Int.self, forKey: .fences) ?? 4
+        weight = try c.decodeIfPresent(Int.self, forKey: .weight) ?? 4
+        resolution = try c.decodeIfPresent(String.self, forKey: .resolution) ?? "1920x1200"
+        aggregation = try c.decodeIfPresent(Bool.self, forKey: .aggregation) ?? false
+        maxAggregation = try c.decodeIfPresent(Int.self, forKey: .maxAggregation) ?? (aggregation ? 4 : 1)
+    }
+
+    /// GVT-g's four Gen9 types, in the driver's table order.
+    public static let gvtDefaults: [VGPUTypeConfig] = [
+        VGPUTypeConfig(name: "8", lowGMMB: 64, highGMMB: 384, fences: 4, weight: 2, resolution: "1024x768"),
+        VGPUTypeConfig(name: "4", lowGMMB: 128, highGMMB: 512, fences: 4, weight: 4, resolution: "1920x1200"),
+        VGPUTypeConfig(name: "2", lowGMMB: 256, highGMMB: 1024, fences: 4, weight: 8, resolution: "1920x1200"),
+        VGPUTypeConfig(name: "1", lowGMMB: 512, highGMMB: 2048, fences: 4, weight: 16, resolution: "1920x1200"),
+    ]
+}
+
+/// A PCI integer that a config file may write as a number or a "0x..." string.
+public struct PCIId: Codable, Sendable, Equatable, ExpressibleByIntegerLiteral {
+    public var value: Int
+    public init(integerLiteral value: Int) { self.value = value }
+    public init(_ value: Int) { self.value = value }
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        if let v = try? c.decode(Int.self) { value = v; return }
+        let text = try c.decode(String.self).lowercased()
+        let digits = text.hasPrefix("0x") ? String(text.dropFirst(2)) : text
+        guard let v = Int(digits, radix: 16) else {
+            throw DecodingError.dataCorruptedError(in: c, debugDescription: "'\(text)' is not a hex PCI id such as 0x591d")
+        }
+        value = v
+    }
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.singleValueContainer()
+        try c.encode(value)
+    }
+}
+
+/// One physical GPU offering vGPU types, with GVT-g's resource pool.
+public struct ParentConfig: Codable, Sendable, Equatable {
+    /// PCI address `dddd:bb:dd.f`.
+    public var address: String
+    public var vendor: PCIId = 0x8086
+    public var device: PCIId = 0x591d
+    public var subsystemVendor: PCIId = 0x8086
+    public var subsystemDevice: PCIId = 0x2212
+    public var pciClass: PCIId = 0x030000
+    public var revision: PCIId = 0x04
+    /// The bound PCI driver; the type dir prefix (`i915-`).
+    public var driver = "i915"
+    /// Type name stem: `GVTg_V5` for Gen9 (SKL+), `GVTg_V4` for Gen8.
+    public var typePrefix = "GVTg_V5"
+    /// Aperture (low graphics memory) in MB; the host keeps `hostLowGMMB` of it.
+    public var apertureMB = 768
+    /// Hidden (high graphics memory) in MB; the host keeps `hostHighGMMB` of it.
+    public var hiddenMB = 4096
+    public var fences = 32
+    public var hostLowGMMB = 128
+    public var hostHighGMMB = 384
+    public var hostFences = 4
+    /// vGPU ids are 1..<maxVGPUs (GVT_MAX_VGPU is 8: ids 1-7).
+    public var maxVGPUs = 8
+    public var iommuGroup: Int?
+    /// The parent driver's version, `x.y.z`, for migration compatibility.
+    public var driverVersion = "1.0.0"
+    public var types: [VGPUTypeConfig] = VGPUTypeConfig.gvtDefaults
+
+    public init(address: String) { self.address = address }
+
+    enum CodingKeys: String, CodingKey {
+        case address, vendor, device, revision, driver, fences, types
+        case subsystemVendor = "subsystem_vendor", subsystemDevice = "subsystem_device", pciClass = "class"
+        case typePrefix = "type_prefix", apertureMB = "aperture_mb", hiddenMB = "hidden_mb"
+        case hostLowGMMB = "host_low_gm_mb", hostHighGMMB = "host_high_gm_mb", hostFences = "host_fences"
+        case maxVGPUs = "max_vgpus", iommuGroup = "iommu_group", driverVersion = "driver_version"
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        var p = ParentConfig(address: try c.decode(String.self, forKey: .address))
+        func opt<T: Decodable>(_ key: CodingKeys, _ into: inout T) throws {
+            if let v = try c.decodeIfPresent(T.self, forKey: key) { into = v }
+        }
+        try opt(.vendor, &p.vendor); try opt(.device, &p.device)
+        try opt(.subsystemVendor, &p.subsystemVendor); try opt(.subsystemDevice, &p.subsystemDevice)
+        try opt(.pciClass, &p.pciClass); try opt(.revision, &p.revision)
+        try opt(.driver, &p.driver); try opt(.typePrefix, &p.typePrefix)
+        try opt(.apertureMB, &p.apertureMB); try opt(.hiddenMB, &p.hiddenMB); try opt(.fences, &p.fences)
+        try opt(.hostLowGMMB, &p.hostLowGMMB); try opt(.hostHighGMMB, &p.hostHighGMMB)
+        try opt(.hostFences, &p.hostFences); try opt(.maxVGPUs, &p.maxVGPUs)
+        try opt(.driverVersion, &p.driverVersion); try opt(.types, &p.types)
+        p.iommuGroup = try c.decodeIfPresent(Int.self, forKey: .iommuGroup)
+        self = p
+    }
+}
+
+/// The simulated host: any number of parent GPUs.
+public struct HostConfig: Codable, Sendable, Equatable {
+    public var parents: [ParentConfig]
+
+    public init(parents: [ParentConfig]) { self.parents = parents }
+
+    /// The built-in default: one Kaby Lake GT2 (8086:591d) at 0000:00:02.0 whose
+    /// pool gives the counts a real host shows: V5_8=7, V5_4=5, V5_2=2, V5_1=1.
+    public static let builtIn = HostConfig(parents: [ParentConfig(address: "0000:00:02.0")])
+
+    /// Bounds that keep a hostile config from exhausting the daemon.
+    public static let maxParents = 4096
+    public static let maxTypesPerParent = 64
+    public static let maxVGPUsPerParent = 1024
+
+    /// Reads a YAML or JSON file (JSON is read as YAML, of which it is a subset).
+    public static func load(path: String) throws -> HostConfig {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw ConfigError("\(path): cannot read the config file: \(error.localizedDescription)")
+        }
+        guard text.utf8.count <= 16 << 20 else { throw ConfigError("\(path): config files are limited to 16 MiB") }
+        let config: HostConfig
+        do {
+            config = try YAMLDecoder().decode(HostConfig.self, from: text)
+        } catch let error as DecodingError {
+            throw ConfigError("\(path): \(ConfigError.describe(error))")
+        } catch {
+            throw ConfigError("\(path): not valid YAML or JSON: \(error)")
+        }
+        try config.validate(source: path)
+        return config
+    }
+
+    /// Checks every rule a real host would hold; the message names the parent and field.
+    public func validate(source: String = "config") throws {
+        guard !parents.isEmpty else { throw ConfigError("\(source): 'parents' is empty; describe at least one GPU") }
+        guard parents.count <= HostConfig.maxParents else {
+            throw ConfigError("\(source): \(parents.count) parents asked for; at most \(HostConfig.maxParents) are supported")
+        }
+        var seen = Set<String>()
+        for (i, p) in parents.enumerated() {
+            let at = "\(source): parents[\(i)] (\(p.address))"
+            guard PCIAddress(p.address) != nil else {
+                throw ConfigError("\(at): address must look like 0000:00:02.0 (domain:bus:device.function, lowercase hex)")
+            }
+            guard seen.insert(p.address).inserted else { throw ConfigError("\(at): address is used by an earlier parent") }
+            guard p.apertureMB > p.hostLowGMMB, p.hiddenMB > p.hostHighGMMB, p.fences > p.hostFences else {
+                throw ConfigError("\(at): aperture_mb, hidden_mb and fences must exceed what the host keeps (host_low_gm_mb, host_high_gm_mb, host_fences)")
+            }
+            guard (2...HostConfig.maxVGPUsPerParent + 1).contains(p.maxVGPUs) else {
+                throw ConfigError("\(at): max_vgpus must be between 2 and \(HostConfig.maxVGPUsPerParent + 1)")
+            }
+            guard !p.types.isEmpty, p.types.count <= HostConfig.maxTypesPerParent else {
+                throw ConfigError("\(at): between 1 and \(HostConfig.maxTypesPerParent) types are needed")
+            }
+            guard p.driver.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" }), !p.driver.isEmpty,
+                  p.typePrefix.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" }) else {
+                throw ConfigError("\(at): driver and type_prefix may hold only letters, digits and '_'")
+            }
+            guard DriverVersion(p.driverVersion) != nil else {
+                throw ConfigError("\(at): driver_version must be x.y.z, e.g. 1.0.0")
+            }
+            var names = Set<String>()
+            for t in p.types {
+                guard names.insert(t.name).inserted else { throw ConfigError("\(at): type '\(t.name)' is listed twice") }
+                guard !t.name.isEmpty, t.name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" }) else {
+                    throw ConfigError("\(at): type name '\(t.name)' may hold only letters, digits and '_'")
+                }
+                guard t.lowGMMB > 0, t.highGMMB > 0, t.fences > 0, t.weight > 0 else {
+                    throw ConfigError("\(at): type '\(t.name)' needs positive low_gm_mb, high_gm_mb, fences and weight")
+                }
+                guard (1...64).contains(t.maxAggregation), t.aggregation || t.maxAggregation == 1 else {
+                    throw ConfigError("\(at): type '\(t.name)': max_aggregation must be 1...64, and above 1 only with aggregation: true")
+                }
+            }
+        }
+    }
+}
+
+public struct ConfigError: Error, CustomStringConvertible {
+    public let description: String
+    init(_ description: String) { self.description = description }
+
+    static func describe(_ error: DecodingError) -> String {
+        func path(_ ctx: DecodingError.Context) -> String {
+            ctx.codingPath.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined()
+        }
+        switch error {
+        case .keyNotFound(let key, let ctx): return "missing field '\(key.stringValue)' at \(path(ctx).isEmpty ? "top level" : path(ctx))"
+        case .typeMismatch(_, let ctx), .valueNotFound(_, let ctx), .dataCorrupted(let ctx):
+            return "\(path(ctx)): \(ctx.debugDescription)"
+        @unknown default: return "\(error)"
+        }
+    }
+}
+
+/// A semantic driver version `x.y.z`.
+public struct DriverVersion: Sendable, Equatable, Comparable, CustomStringConvertible {
+    public let major: Int, minor: Int, patch: Int
+    public init?(_ text: String) {
+        let parts = text.split(separator: ".", omittingEmptySubsequences: false).map { Int($0) }
+        guard parts.count == 3, let a = parts[0], let b = parts[1], let c = parts[2], a >= 0, b >= 0, c >= 0 else { return nil }
+        (major, minor, patch) = (a, b, c)
+    }
+    public var description: String { "\(major).\(minor).\(patch)" }
+    public static func < (l: DriverVersion, r: DriverVersion) -> Bool {
+        (l.major, l.minor, l.patch) < (r.major, r.minor, r.patch)
+    }
+}
+
+/// A PCI address `dddd:bb:dd.f` in the kernel's lowercase form.
+public struct PCIAddress: Sendable, Hashable {
+    public let domain: Int, bus: Int, device: Int, function: Int
+    public init?(_ text: String) {
+        let bytes = Array(text.utf8)
+        guard bytes.count == 12, bytes[4] == UInt8(ascii: ":"), bytes[7] == UInt8(ascii: ":"), bytes[10] == UInt8(ascii: "."),
+              text == text.lowercased() else { return nil }
+        let s = Array(text)
+        guard let d = Int(String(s[0..<4]), radix: 16), let b = Int(String(s[5..<7]), radix: 16),
+              let dev = Int(String(s[8..<10]), radix: 16), let f = Int(String(s[11]), radix: 16),
+              dev < 32, f < 8 else { return nil }
+        (domain, bus, device, function) = (d, b, dev, f)
+    }
+    /// The root bus directory under `/sys/devices` (`pci0000:00`).
+    public var rootBus: String { "pci" + String(format: "%04x:%02x", domain, bus) }
+}

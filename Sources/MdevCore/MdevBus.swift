@@ -1,0 +1,263 @@
+import Synchronization
+
+/// A vGPU type offered by one parent (`i915-GVTg_V5_4` on 0000:00:02.0).
+public struct MdevType: Sendable, Hashable {
+    public let parentAddress: String
+    public let config: VGPUTypeConfig
+    /// `GVTg_V5_4`: the driver's `sysfs_name`, shown by `name`.
+    public let name: String
+    /// `i915-GVTg_V5_4`: the type directory, `<driver>-<sysfs_name>`.
+    public let id: String
+
+    /// GVT-g's `description` text, with the `aggregation` line the aggregation
+    /// proposal added for types that declare it.
+    public var description: String {
+        var text = "low_gm_size: \(config.lowGMMB)MB\nhigh_gm_size: \(config.highGMMB)MB\n"
+            + "fence: \(config.fences)\nresolution: \(config.resolution)\nweight: \(config.weight)\n"
+        if config.aggregation { text += "aggregation: yes\n" }
+        return text
+    }
+
+    public static func == (l: MdevType, r: MdevType) -> Bool { l.parentAddress == r.parentAddress && l.id == r.id }
+    public func hash(into h: inout Hasher) { h.combine(parentAddress); h.combine(id) }
+}
+
+/// A physical GPU registered with the mdev bus.
+public struct MdevParent: Sendable {
+    public let config: ParentConfig
+    public let address: PCIAddress
+    /// The types GVT-g generates: table order, stopping at the first whose low
+    /// GM does not fit the aperture at all.
+    public let types: [MdevType]
+    public let iommuGroup: Int
+
+    public var name: String { config.address }
+
+    public func type(id: String) -> MdevType? { types.first { $0.id == id } }
+}
+
+/// A created mediated device.
+public struct MdevDevice: Sendable, Hashable {
+    /// Lowercase canonical UUID: the device's name.
+    public let uuid: String
+    public let parent: String
+    public let type: MdevType
+    /// `intel_vgpu/vgpu_id`: 1...maxVGPUs-1, lowest free.
+    public let vgpuID: Int
+    public let iommuGroup: Int
+
+    public static func == (l: MdevDevice, r: MdevDevice) -> Bool { l.uuid == r.uuid }
+    public func hash(into h: inout Hasher) { h.combine(uuid) }
+}
+
+/// Told of every device change while the bus still holds its lock, so a view
+/// of the bus is complete before the operation that caused it returns.
+public protocol MdevBusObserver: AnyObject, Sendable {
+    func bus(_ bus: MdevBus, didCreate device: MdevDevice) throws(MdevError)
+    func bus(_ bus: MdevBus, didRemove device: MdevDevice)
+}
+
+/// Graphics memory and fences a parent still has for vGPUs.
+public struct PoolUsage: Sendable, Equatable {
+    public var lowGMMB = 0
+    public var highGMMB = 0
+    public var fences = 0
+}
+
+/// The mdev bus with a GVT-g-like parent driver: it creates and removes
+/// devices, charging each parent's shared pool of low GM, high GM and fences.
+public final class MdevBus: Sendable {
+    public let parents: [MdevParent]
+    private let parentIndex: [String: Int]
+
+    struct DeviceRecord {
+        var device: MdevDevice
+        var aggregation: Int
+    }
+
+    struct State {
+        var devices: [String: DeviceRecord] = [:]
+        var used: [PoolUsage]
+        var vgpuIDs: [Set<Int>]
+        var iommuGroups: Set<Int>
+        /// No group below this number is free: keeps allocation O(1) amortised.
+        var lowestFreeGroup = 0
+        weak var observer: (any MdevBusObserver)?
+    }
+
+    private let state: Mutex<State>
+
+    public init(config: HostConfig) {
+        var parents: [MdevParent] = []
+        var groups = Set<Int>()
+        var nextGroup = 0
+        for p in config.parents {
+            let group: Int
+            if let g = p.iommuGroup { group = g } else {
+                while groups.contains(nextGroup) || config.parents.contains(where: { $0.iommuGroup == nextGroup }) { nextGroup += 1 }
+                group = nextGroup
+            }
+            groups.insert(group)
+            let lowAvail = p.apertureMB - p.hostLowGMMB
+            var types: [MdevType] = []
+            for t in p.types {
+                if lowAvail / t.lowGMMB == 0 { break }
+                let name = "\(p.typePrefix)_\(t.name)"
+                types.append(MdevType(parentAddress: p.address, config: t, name: name, id: "\(p.driver)-\(name)"))
+            }
+            parents.append(MdevParent(config: p, address: PCIAddress(p.address)!, types: types, iommuGroup: group))
+        }
+        self.parents = parents
+        parentIndex = Dictionary(uniqueKeysWithValues: parents.enumerated().map { ($1.name, $0) })
+        state = Mutex(State(used: Array(repeating: PoolUsage(), count: parents.count),
+                            vgpuIDs: Array(repeating: [], count: parents.count), iommuGroups: groups))
+    }
+
+    public func setObserver(_ observer: any MdevBusObserver) {
+        state.withLock { $0.observer = observer }
+    }
+
+    public func parent(named name: String) -> MdevParent? {
+        parentIndex[name].map { parents[$0] }
+    }
+
+    // MARK: Queries
+
+    /// GVT-g's `available_instances`: min of low GM, high GM and fences left
+    /// divided by what one instance of the type needs.
+    public func availableInstances(of type: MdevType) -> Int {
+        guard let i = parentIndex[type.parentAddress] else { return 0 }
+        let used = state.withLock { $0.used[i] }
+        return MdevBus.instances(of: type.config, fitting: free(parents[i].config, used))
+    }
+
+    public func device(_ uuid: String) -> MdevDevice? {
+        state.withLock { $0.devices[uuid]?.device }
+    }
+
+    public func aggregation(of uuid: String) -> Int? {
+        state.withLock { $0.devices[uuid]?.aggregation }
+    }
+
+    /// All devices, sorted by UUID.
+    public var devices: [MdevDevice] {
+        state.withLock { $0.devices.values.map(\.device) }.sorted { $0.uuid < $1.uuid }
+    }
+
+    public var deviceCount: Int { state.withLock { $0.devices.count } }
+
+    public func poolUsage(parent name: String) -> PoolUsage? {
+        guard let i = parentIndex[name] else { return nil }
+        return state.withLock { $0.used[i] }
+    }
+
+    // MARK: Create and remove
+
+    /// A write of `bytes` to `<type>/create`: validates the UUID as the kernel
+    /// does, refuses a UUID in use on any parent, allocates from the pool.
+    @discardableResult
+    public func create(type: MdevType, uuidBytes bytes: [UInt8]) throws(MdevError) -> MdevDevice {
+        let uuid = try KernelParsing.mdevUUID(bytes)
+        guard let pi = parentIndex[type.parentAddress] else { throw .noDevice("parent \(type.parentAddress) is not registered") }
+        let parent = parents[pi]
+        return try state.withLock { (s: inout State) throws(MdevError) -> MdevDevice in
+            if let other = s.devices[uuid] {
+                throw .exists("an mdev with UUID \(uuid) already exists (type \(other.device.type.id) on \(other.device.parent)); remove it first or pick another UUID")
+            }
+            try MdevBus.checkFits(type.config, times: 1, free: free(parent.config, s.used[pi]), parent: parent.name, typeID: type.id)
+            guard let id = (1..<parent.config.maxVGPUs).first(where: { !s.vgpuIDs[pi].contains($0) }) else {
+                throw .noSpace("all \(parent.config.maxVGPUs - 1) vGPU ids of \(parent.name) are in use; remove a vGPU first")
+            }
+            var group = s.lowestFreeGroup
+            while s.iommuGroups.contains(group) { group += 1 }
+            s.lowestFreeGroup = group + 1
+            let device = MdevDevice(uuid: uuid, parent: parent.name, type: type, vgpuID: id, iommuGroup: group)
+            try s.observer?.bus(self, didCreate: device)
+            s.devices[uuid] = DeviceRecord(device: device, aggregation: 1)
+            s.vgpuIDs[pi].insert(id)
+            s.iommuGroups.insert(group)
+            MdevBus.charge(&s.used[pi], type.config, times: 1)
+            return device
+        }
+    }
+
+    /// A write of `bytes` to `<uuid>/remove`: `kstrtoul` rules; 0 does nothing.
+    public func remove(uuid: String, valueBytes bytes: [UInt8]) throws(MdevError) {
+        guard let value = KernelParsing.kstrtoul(bytes) else {
+            throw .invalid("remove expects a number (write 1 to remove the device), got '\(KernelParsing.printable(bytes.prefix(64)))'")
+        }
+        guard value != 0 else { return }
+        try remove(uuid: uuid)
+    }
+
+    public func remove(uuid: String) throws(MdevError) {
+        try state.withLock { (s: inout State) throws(MdevError) in
+            guard let record = s.devices.removeValue(forKey: uuid) else {
+                throw .noDevice("mdev \(uuid) does not exist (already removed?)")
+            }
+            let device = record.device
+            let pi = parentIndex[device.parent]!
+            s.vgpuIDs[pi].remove(device.vgpuID)
+            s.iommuGroups.remove(device.iommuGroup)
+            s.lowestFreeGroup = min(s.lowestFreeGroup, device.iommuGroup)
+            MdevBus.charge(&s.used[pi], device.type.config, times: -record.aggregation)
+            s.observer?.bus(self, didRemove: device)
+        }
+    }
+
+    /// A write to `mdev/aggregated_instances`: re-charges the pool for the new count.
+    public func setAggregation(uuid: String, valueBytes bytes: [UInt8]) throws(MdevError) {
+        guard let value = KernelParsing.kstrtoul(bytes), value <= Int.max else {
+            throw .invalid("aggregated_instances expects a number, got '\(KernelParsing.printable(bytes.prefix(64)))'")
+        }
+        try setAggregation(uuid: uuid, to: Int(value))
+    }
+
+    public func setAggregation(uuid: String, to count: Int) throws(MdevError) {
+        try state.withLock { (s: inout State) throws(MdevError) in
+            guard let record = s.devices[uuid] else { throw .noDevice("mdev \(uuid) does not exist") }
+            let type = record.device.type
+            guard type.config.aggregation else {
+                throw .invalid("type \(type.id) does not support aggregation")
+            }
+            guard (1...type.config.maxAggregation).contains(count) else {
+                throw .invalid("aggregated_instances must be between 1 and max_aggregation (\(type.config.maxAggregation)), got \(count)")
+            }
+            let pi = parentIndex[record.device.parent]!
+            let extra = count - record.aggregation
+            if extra > 0 {
+                try MdevBus.checkFits(type.config, times: extra, free: free(parents[pi].config, s.used[pi]),
+                                      parent: record.device.parent, typeID: type.id)
+            }
+            MdevBus.charge(&s.used[pi], type.config, times: extra)
+            s.devices[uuid]!.aggregation = count
+        }
+    }
+
+    // MARK: Pool arithmetic
+
+    private func free(_ p: ParentConfig, _ used: PoolUsage) -> PoolUsage {
+        PoolUsage(lowGMMB: p.apertureMB - p.hostLowGMMB - used.lowGMMB,
+                  highGMMB: p.hiddenMB - p.hostHighGMMB - used.highGMMB,
+                  fences: p.fences - p.hostFences - used.fences)
+    }
+
+    static func instances(of t: VGPUTypeConfig, fitting free: PoolUsage) -> Int {
+        max(0, min(free.lowGMMB / t.lowGMMB, free.highGMMB / t.highGMMB, free.fences / t.fences))
+    }
+
+    static func charge(_ used: inout PoolUsage, _ t: VGPUTypeConfig, times n: Int) {
+        used.lowGMMB += t.lowGMMB * n
+        used.highGMMB += t.highGMMB * n
+        used.fences += t.fences * n
+    }
+
+    static func checkFits(_ t: VGPUTypeConfig, times n: Int, free: PoolUsage, parent: String, typeID: String) throws(MdevError) {
+        func short(_ what: String, _ need: Int, _ have: Int, _ unit: String) -> MdevError {
+            .noSpace("\(parent) has \(have)\(unit) of \(what) left, \(typeID) ×\(n) needs \(need)\(unit); remove a vGPU or pick a smaller type")
+        }
+        if t.lowGMMB * n > free.lowGMMB { throw short("low graphics memory", t.lowGMMB * n, free.lowGMMB, "MB") }
+        if t.highGMMB * n > free.highGMMB { throw short("high graphics memory", t.highGMMB * n, free.highGMMB, "MB") }
+        if t.fences * n > free.fences { throw short("fence registers", t.fences * n, free.fences, "") }
+    }
+}

@@ -1,0 +1,187 @@
+import MdevCore
+import VirtualFS
+
+extension FSError {
+    init(_ error: MdevError) { self.init(error.errno, error.message) }
+}
+
+/// The kernel's sysfs layout of an `MdevBus`, kept in a VirtualFS tree under
+/// `sys/`. Static parts (parents, types) are built once; device directories
+/// and every link to them are added and removed inside the bus operation that
+/// creates or removes the device, so they exist before the `write(2)` returns.
+///
+/// Symlink targets are relative, exactly as the kernel writes them.
+public final class SysfsView: MdevBusObserver, @unchecked Sendable {
+    public let tree: Tree
+    public let bus: MdevBus
+
+    /// Name of the mdev driver GVT-g binds its devices to.
+    public static let mdevDriver = "intel_vgpu_mdev"
+
+    // Inodes of directories that devices are added to; fixed after init.
+    private var parentDirs: [String: Inode] = [:]
+    private var typeDeviceDirs: [MdevType: Inode] = [:]
+    private var busDevices: Inode = 0
+    private var driverDir: Inode = 0
+    private var iommuGroups: Inode = 0
+
+    public init(bus: MdevBus, tree: Tree = Tree()) throws(FSError) {
+        self.bus = bus
+        self.tree = tree
+        try tree.update { (c: inout TreeContents) throws(FSError) in try build(&c) }
+        bus.setObserver(self)
+    }
+
+    /// The directory of a parent, relative to the mount (`sys/devices/pci0000:00/0000:00:02.0`).
+    public static func parentPath(_ parent: MdevParent) -> String {
+        "sys/devices/\(parent.address.rootBus)/\(parent.name)"
+    }
+
+    private func build(_ c: inout TreeContents) throws(FSError) {
+        busDevices = try c.directories("sys/bus/mdev/devices")
+        driverDir = try c.directories("sys/bus/mdev/drivers/\(SysfsView.mdevDriver)")
+        let mdevBusClass = try c.directories("sys/class/mdev_bus")
+        let pciDevices = try c.directories("sys/bus/pci/devices")
+        iommuGroups = try c.directories("sys/kernel/iommu_groups")
+
+        for parent in bus.parents {
+            let p = parent.config
+            let rootBus = try c.directories("sys/devices/\(parent.address.rootBus)")
+            let dir = try c.directory(parent.name, in: rootBus)
+            parentDirs[parent.name] = dir
+            let hex4 = { (v: Int) in "0x" + String(v, radix: 16).leftPadded(to: 4) + "\n" }
+            try c.attribute("vendor", in: dir, .constant(hex4(p.vendor.value)))
+            try c.attribute("device", in: dir, .constant(hex4(p.device.value)))
+            try c.attribute("subsystem_vendor", in: dir, .constant(hex4(p.subsystemVendor.value)))
+            try c.attribute("subsystem_device", in: dir, .constant(hex4(p.subsystemDevice.value)))
+            try c.attribute("class", in: dir, .constant("0x" + String(p.pciClass.value, radix: 16).leftPadded(to: 6) + "\n"))
+            try c.attribute("revision", in: dir, .constant("0x" + String(p.revision.value, radix: 16).leftPadded(to: 2) + "\n"))
+            try c.file("config", in: dir, BinaryAttribute.constant(PCIConfigSpace.header(for: p)), permissions: 0o644)
+            try c.attribute("uevent", in: dir, .constant(parentUevent(parent)), permissions: 0o644)
+            try c.symlink("driver", in: dir, to: "../../../bus/pci/drivers/\(p.driver)")
+            try c.symlink("subsystem", in: dir, to: "../../../bus/pci")
+            try c.symlink("iommu_group", in: dir, to: "../../../kernel/iommu_groups/\(parent.iommuGroup)")
+
+            let devicePath = "devices/\(parent.address.rootBus)/\(parent.name)"
+            try c.symlink(parent.name, in: mdevBusClass, to: "../../\(devicePath)")
+            try c.symlink(parent.name, in: pciDevices, to: "../../../\(devicePath)")
+            let pciDriver = try c.directories("sys/bus/pci/drivers/\(p.driver)")
+            try c.symlink(parent.name, in: pciDriver, to: "../../../../\(devicePath)")
+            let group = try c.directory(String(parent.iommuGroup), in: iommuGroups)
+            let groupDevices = try c.directory("devices", in: group)
+            try c.symlink(parent.name, in: groupDevices, to: "../../../../\(devicePath)")
+
+            let types = try c.directory("mdev_supported_types", in: dir)
+            for type in parent.types {
+                let t = try c.directory(type.id, in: types)
+                try c.attribute("name", in: t, .constant(type.name + "\n"))
+                try c.attribute("description", in: t, .constant(type.description))
+                try c.attribute("device_api", in: t, .constant("vfio-pci\n"))
+                let bus = self.bus
+                try c.attribute("available_instances", in: t, Attribute(show: { "\(bus.availableInstances(of: type))\n" }))
+                try c.attribute("create", in: t, Attribute(store: { (bytes: [UInt8]) throws(FSError) in
+                    do throws(MdevError) { try bus.create(type: type, uuidBytes: bytes) } catch { throw FSError(error) }
+                }))
+                typeDeviceDirs[type] = try c.directory("devices", in: t)
+            }
+        }
+    }
+
+    private func parentUevent(_ parent: MdevParent) -> String {
+        let p = parent.config
+        let hex = { (v: Int, w: Int) in String(v, radix: 16, uppercase: true).leftPadded(to: w) }
+        return "DRIVER=\(p.driver)\nPCI_CLASS=\(String(p.pciClass.value, radix: 16, uppercase: true))\n"
+            + "PCI_ID=\(hex(p.vendor.value, 4)):\(hex(p.device.value, 4))\n"
+            + "PCI_SUBSYS_ID=\(hex(p.subsystemVendor.value, 4)):\(hex(p.subsystemDevice.value, 4))\n"
+            + "PCI_SLOT_NAME=\(parent.name)\n"
+            + "MODALIAS=pci:v0000\(hex(p.vendor.value, 4))d0000\(hex(p.device.value, 4))sv0000\(hex(p.subsystemVendor.value, 4))"
+            + "sd0000\(hex(p.subsystemDevice.value, 4))bc\(hex(p.pciClass.value >> 16, 2))sc\(hex((p.pciClass.value >> 8) & 0xff, 2))i\(hex(p.pciClass.value & 0xff, 2))\n"
+    }
+
+    // MARK: MdevBusObserver
+
+    public func bus(_ bus: MdevBus, didCreate device: MdevDevice) throws(MdevError) {
+        do {
+            try tree.update { (c: inout TreeContents) throws(FSError) in try addDevice(device, &c) }
+        } catch {
+            // Nothing is left half-created: take back whatever was added.
+            removeDevice(device)
+            throw MdevError(error.errno, "could not build the sysfs directory of \(device.uuid): \(error.reason)")
+        }
+    }
+
+    public func bus(_ bus: MdevBus, didRemove device: MdevDevice) {
+        removeDevice(device)
+    }
+
+    private func addDevice(_ device: MdevDevice, _ c: inout TreeContents) throws(FSError) {
+        guard let parent = bus.parent(named: device.parent), let parentDir = parentDirs[device.parent],
+              let typeDevices = typeDeviceDirs[device.type] else {
+            throw .noEntry("parent \(device.parent) has no sysfs directory")
+        }
+        let uuid = device.uuid
+        let bus = self.bus
+        let dir = try c.directory(uuid, in: parentDir)
+        try c.symlink("mdev_type", in: dir, to: "../mdev_supported_types/\(device.type.id)")
+        try c.attribute("remove", in: dir, Attribute(store: { (bytes: [UInt8]) throws(FSError) in
+            do throws(MdevError) { try bus.remove(uuid: uuid, valueBytes: bytes) } catch { throw FSError(error) }
+        }))
+        try c.symlink("iommu_group", in: dir, to: "../../../../kernel/iommu_groups/\(device.iommuGroup)")
+        try c.symlink("driver", in: dir, to: "../../../../bus/mdev/drivers/\(SysfsView.mdevDriver)")
+        try c.symlink("subsystem", in: dir, to: "../../../../bus/mdev")
+        try c.attribute("uevent", in: dir, Attribute(
+            show: { "DRIVER=\(SysfsView.mdevDriver)\nMDEV_TYPE=\(device.type.name)\n" },
+            store: { (bytes: [UInt8]) throws(FSError) in try SysfsView.checkUeventAction(bytes) }))
+        let vgpu = try c.directory("intel_vgpu", in: dir)
+        try c.attribute("vgpu_id", in: vgpu, .constant("\(device.vgpuID)\n"))
+        if device.type.config.aggregation {
+            let mdev = try c.directory("mdev", in: dir)
+            try c.attribute("aggregated_instances", in: mdev, Attribute(
+                show: { "\(bus.aggregation(of: uuid) ?? 0)\n" },
+                store: { (bytes: [UInt8]) throws(FSError) in
+                    do throws(MdevError) { try bus.setAggregation(uuid: uuid, valueBytes: bytes) } catch { throw FSError(error) }
+                }))
+            try c.attribute("max_aggregation", in: mdev, .constant("\(device.type.config.maxAggregation)\n"))
+        }
+
+        let devicePath = "devices/\(parent.address.rootBus)/\(parent.name)/\(uuid)"
+        try c.symlink(uuid, in: typeDevices, to: "../../../\(uuid)")
+        try c.symlink(uuid, in: busDevices, to: "../../../\(devicePath)")
+        try c.symlink(uuid, in: driverDir, to: "../../../../\(devicePath)")
+        let group = try c.directory(String(device.iommuGroup), in: iommuGroups)
+        try c.attribute("name", in: group, .constant("vfio-noiommu\n"))
+        let groupDevices = try c.directory("devices", in: group)
+        try c.symlink(uuid, in: groupDevices, to: "../../../../\(devicePath)")
+    }
+
+    private func removeDevice(_ device: MdevDevice) {
+        let uuid = device.uuid
+        tree.update { (c: inout TreeContents) in
+            c.removeIfPresent(uuid, in: busDevices)
+            c.removeIfPresent(uuid, in: driverDir)
+            if let typeDevices = typeDeviceDirs[device.type] { c.removeIfPresent(uuid, in: typeDevices) }
+            c.removeIfPresent(String(device.iommuGroup), in: iommuGroups)
+            if let parentDir = parentDirs[device.parent] { c.removeIfPresent(uuid, in: parentDir) }
+        }
+    }
+
+    /// `uevent` store: the kernel accepts an action name (optionally followed by
+    /// a UUID and variables) and synthesises the event; anything else is EINVAL.
+    static func checkUeventAction(_ bytes: [UInt8]) throws(FSError) {
+        let text = String(decoding: bytes, as: UTF8.self).trimmingTrailingNewline
+        let action = text.split(separator: " ", maxSplits: 1).first.map(String.init) ?? ""
+        let actions = ["add", "remove", "change", "move", "online", "offline", "bind", "unbind"]
+        guard actions.contains(action) else {
+            throw .invalid("uevent takes one of \(actions.joined(separator: ", ")), got '\(text.prefix(64))'")
+        }
+    }
+}
+
+extension String {
+    func leftPadded(to width: Int) -> String {
+        count >= width ? self : String(repeating: "0", count: width - count) + self
+    }
+    var trimmingTrailingNewline: String {
+        hasSuffix("\n") ? String(dropLast()) : self
+    }
+}

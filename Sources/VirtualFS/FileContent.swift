@@ -1,0 +1,54 @@
+/// How a file is opened.
+public struct OpenAccess: OptionSet, Sendable {
+    public let rawValue: UInt8
+    public init(rawValue: UInt8) { self.rawValue = rawValue }
+    public static let read = OpenAccess(rawValue: 1)
+    public static let write = OpenAccess(rawValue: 2)
+
+    /// From `open(2)` flags (`O_RDONLY`, `O_WRONLY`, `O_RDWR`).
+    public init(openFlags: Int32) {
+        switch openFlags & 3 {
+        case 0: self = .read
+        case 1: self = .write
+        default: self = [.read, .write]
+        }
+    }
+}
+
+/// The object that serves a file's bytes. Each `open` gets its own `OpenFile`,
+/// which is where per-open state (a sysfs `show()` snapshot, a stream position) lives.
+public protocol FileContent: Sendable {
+    /// The `st_size` reported by `stat`.
+    var size: Int { get }
+    /// Opens the file; refuse an access mode the file does not support with `EACCES`.
+    func open(_ node: Node, access: OpenAccess) throws(FSError) -> any OpenFile
+    /// `truncate(2)`/`O_TRUNC`. Sysfs ignores truncation of attributes.
+    func truncate(_ node: Node) throws(FSError)
+}
+
+extension FileContent {
+    public func truncate(_ node: Node) throws(FSError) {}
+}
+
+/// One open of a file.
+///
+/// `read` hands its bytes to `reply` exactly once on success, so a content that
+/// already holds its bytes can give them without a copy.
+public protocol OpenFile: AnyObject, Sendable {
+    func read(offset: Int, size: Int, reply: (UnsafeRawBufferPointer) -> Void) throws(FSError)
+    func write(offset: Int, data: UnsafeRawBufferPointer) throws(FSError) -> Int
+    func release()
+}
+
+extension OpenFile {
+    public func release() {}
+}
+
+extension OpenFile {
+    /// Reads into an array: for tests and tools that are not on a hot path.
+    public func readBytes(offset: Int, size: Int) throws(FSError) -> [UInt8] {
+        var out: [UInt8] = []
+        try read(offset: offset, size: size) { out = Array($0) }
+        return out
+    }
+}

@@ -1,0 +1,171 @@
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A tree of nodes addressed by inode number, safe to read and change from
+/// any thread.
+///
+/// All structure lives in one `TreeContents` behind one lock, so a group of
+/// changes made in one `update` (a whole device directory and every link to
+/// it) appears to readers at once. The lock is never held while a file's
+/// content runs, so a `store` may call `update` itself.
+public final class Tree: Sendable {
+    public static let rootIno: Inode = 1
+
+    let contents: Mutex<TreeContents>
+
+    public init() {
+        contents = Mutex(TreeContents())
+    }
+
+    /// Applies a group of changes atomically.
+    public func update<R: Sendable, E: Error>(_ body: (inout TreeContents) throws(E) -> R) throws(E) -> R {
+        try contents.withLock { (c: inout TreeContents) throws(E) -> R in try body(&c) }
+    }
+
+    public func node(_ ino: Inode) throws(FSError) -> Node {
+        guard let node = contents.withLock({ $0.nodes[ino] }) else {
+            throw .noEntry("inode \(ino) is no longer in the tree")
+        }
+        return node
+    }
+
+    public func lookup(parent: Inode, name: String) throws(FSError) -> Node {
+        try contents.withLock { (c: inout TreeContents) throws(FSError) -> Node in try c.lookup(parent: parent, name: name) }
+    }
+
+    /// The entries of a directory, sorted by name.
+    public func entries(of ino: Inode) throws(FSError) -> [(name: String, node: Node)] {
+        try contents.withLock { (c: inout TreeContents) throws(FSError) -> [(name: String, node: Node)] in try c.entries(of: ino) }
+    }
+
+    /// The parent directory's inode (the root is its own parent).
+    public func parent(of ino: Inode) -> Inode {
+        contents.withLock { $0.parents[ino] ?? Tree.rootIno }
+    }
+
+    /// Resolves a slash-separated path from the root without following links.
+    public func resolve(_ path: String) throws(FSError) -> Node {
+        try contents.withLock { (c: inout TreeContents) throws(FSError) -> Node in try c.resolve(path) }
+    }
+
+    public var nodeCount: Int { contents.withLock { $0.nodes.count } }
+
+    /// The path of a node from the root ("sys/bus/mdev"), for messages.
+    public func path(of ino: Inode) -> String {
+        contents.withLock { c in
+            var parts: [String] = []
+            var current = ino
+            while current != Tree.rootIno, let node = c.nodes[current] {
+                parts.append(node.name)
+                current = c.parents[current] ?? Tree.rootIno
+            }
+            return parts.reversed().joined(separator: "/")
+        }
+    }
+}
+
+/// The tree's structure, changed only inside `Tree.update`.
+public struct TreeContents {
+    var nodes: [Inode: Node] = [:]
+    var children: [Inode: [String: Inode]] = [:]
+    var parents: [Inode: Inode] = [:]
+    var nextIno: Inode = Tree.rootIno
+
+    init() {
+        let root = Node(ino: Tree.rootIno, name: "", permissions: 0o755, kind: .directory)
+        nodes[root.ino] = root
+        children[root.ino] = [:]
+        nextIno = Tree.rootIno + 1
+    }
+
+    public func lookup(parent: Inode, name: String) throws(FSError) -> Node {
+        guard let entries = children[parent] else {
+            throw nodes[parent] == nil ? .noEntry("directory inode \(parent) was removed") : FSError(ENOTDIR, "not a directory")
+        }
+        guard let ino = entries[name], let node = nodes[ino] else {
+            throw .noEntry("no entry named '\(name)'")
+        }
+        return node
+    }
+
+    public func entries(of ino: Inode) throws(FSError) -> [(name: String, node: Node)] {
+        guard let entries = children[ino] else {
+            throw nodes[ino] == nil ? .noEntry("directory inode \(ino) was removed") : FSError(ENOTDIR, "not a directory")
+        }
+        return entries.sorted { $0.key < $1.key }.compactMap { name, ino in nodes[ino].map { (name, $0) } }
+    }
+
+    public func resolve(_ path: String) throws(FSError) -> Node {
+        var node = nodes[Tree.rootIno]!
+        for part in path.split(separator: "/") where !part.isEmpty {
+            node = try lookup(parent: node.ino, name: String(part))
+        }
+        return node
+    }
+
+    /// Adds a node; `EEXIST` if the name is taken.
+    @discardableResult
+    public mutating func add(_ name: String, in parent: Inode, kind: NodeKind, permissions: UInt32) throws(FSError) -> Node {
+        guard children[parent] != nil else { throw .noEntry("parent directory \(parent) does not exist") }
+        guard children[parent]![name] == nil else { throw FSError(EEXIST, "'\(name)' already exists") }
+        let node = Node(ino: nextIno, name: name, permissions: permissions, kind: kind)
+        nextIno += 1
+        nodes[node.ino] = node
+        parents[node.ino] = parent
+        children[parent]![name] = node.ino
+        if case .directory = kind { children[node.ino] = [:] }
+        return node
+    }
+
+    /// Adds a directory, or returns the one already there (`mkdir -p` for one level).
+    @discardableResult
+    public mutating func directory(_ name: String, in parent: Inode, permissions: UInt32 = 0o755) throws(FSError) -> Inode {
+        if let existing = children[parent]?[name], let node = nodes[existing], node.isDirectory { return existing }
+        return try add(name, in: parent, kind: .directory, permissions: permissions).ino
+    }
+
+    /// Creates every directory along a slash-separated path and returns the last.
+    @discardableResult
+    public mutating func directories(_ path: String) throws(FSError) -> Inode {
+        var ino = Tree.rootIno
+        for part in path.split(separator: "/") where !part.isEmpty {
+            ino = try directory(String(part), in: ino)
+        }
+        return ino
+    }
+
+    @discardableResult
+    public mutating func attribute(_ name: String, in parent: Inode, _ attribute: Attribute, permissions: UInt32? = nil) throws(FSError) -> Node {
+        try add(name, in: parent, kind: .file(attribute), permissions: permissions ?? attribute.defaultPermissions)
+    }
+
+    @discardableResult
+    public mutating func file(_ name: String, in parent: Inode, _ content: any FileContent, permissions: UInt32) throws(FSError) -> Node {
+        try add(name, in: parent, kind: .file(content), permissions: permissions)
+    }
+
+    @discardableResult
+    public mutating func symlink(_ name: String, in parent: Inode, to target: String) throws(FSError) -> Node {
+        try add(name, in: parent, kind: .symlink(target: target), permissions: 0o777)
+    }
+
+    /// Removes an entry and everything under it; open files on them start
+    /// failing with `ENODEV`. Removing a missing name is `ENOENT`.
+    public mutating func remove(_ name: String, in parent: Inode) throws(FSError) {
+        guard let ino = children[parent]?[name] else { throw .noEntry("no entry named '\(name)'") }
+        children[parent]![name] = nil
+        var stack = [ino]
+        while let next = stack.popLast() {
+            if let sub = children.removeValue(forKey: next) { stack.append(contentsOf: sub.values) }
+            parents[next] = nil
+            nodes.removeValue(forKey: next)?.retire()
+        }
+    }
+
+    /// Removes an entry if present.
+    public mutating func removeIfPresent(_ name: String, in parent: Inode) {
+        try? remove(name, in: parent)
+    }
+}

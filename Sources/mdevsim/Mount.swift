@@ -1,0 +1,110 @@
+import ArgumentParser
+import Foundation
+import FuseBridge
+import Logging
+import MdevCore
+import MdevSysfs
+
+struct Mount: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Serve the simulated sysfs on DIR until SIGINT or SIGTERM.",
+        discussion: """
+        Runs in the foreground. Without --config it serves the built-in host: one Kaby Lake
+        GT2 (8086:591d) at 0000:00:02.0 whose pool offers i915-GVTg_V5_8 ×7, _V5_4 ×5,
+        _V5_2 ×2 and _V5_1 ×1. The tree appears under DIR/sys; a vGPU is created by writing
+        a UUID to a type's create file:
+
+          mdevsim mount /tmp/mdev &
+          echo 83b8f4f2-509f-382f-3c1e-e6bfe0fa1001 > \\
+            /tmp/mdev/sys/class/mdev_bus/0000:00:02.0/mdev_supported_types/i915-GVTg_V5_4/create
+
+        A config file (YAML or JSON) describes any number of parents; see testdata/ for
+        examples. If the daemon dies, fusermount3 unmounts DIR (auto_unmount).
+        """
+    )
+
+    @Argument(help: "Directory to mount on (created if missing).")
+    var directory: String
+
+    @Option(name: .long, help: "Host description, YAML or JSON (default: the built-in Kaby Lake host).")
+    var config: String?
+
+    @Flag(name: .long, help: "Let other users use the mount (needs user_allow_other in /etc/fuse.conf for non-root).")
+    var allowOther = false
+
+    @Flag(name: .long, help: "Serve requests on a single thread.")
+    var singleThreaded = false
+
+    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error.")
+    var logLevel: String = "notice"
+
+    @Flag(name: .long, help: "Print libfuse's request trace.")
+    var fuseDebug = false
+
+    func validate() throws {
+        guard Logger.Level(rawValue: logLevel) != nil else {
+            throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error")
+        }
+    }
+
+    func run() throws {
+        LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+        var logger = Logger(label: "mdevsim")
+        logger.logLevel = Logger.Level(rawValue: logLevel)!
+
+        let host: HostConfig
+        do {
+            host = try config.map { try HostConfig.load(path: $0) } ?? .builtIn
+        } catch {
+            throw CLIError("\(error)")
+        }
+        try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+
+        let bus = MdevBus(config: host)
+        let view: SysfsView
+        do { view = try SysfsView(bus: bus) } catch { throw CLIError("cannot build the sysfs tree: \(error)") }
+
+        var options = MountOptions()
+        options.allowOther = allowOther
+        options.singleThreaded = singleThreaded
+        options.debug = fuseDebug
+        let session: FuseSession
+        do {
+            session = try FuseSession(tree: view.tree, mountpoint: directory, options: options, logger: logger)
+        } catch {
+            throw CLIError("\(error)")
+        }
+        session.installSignalHandlers()
+        let parents = bus.parents.map { "\($0.name) (\($0.types.count) types)" }.joined(separator: ", ")
+        logger.notice("serving \(directory)/sys: \(parents)")
+        let rc = session.run()
+        logger.notice("unmounted \(directory)")
+        withExtendedLifetime(view) {}
+        if rc != 0 && rc != SIGTERM && rc != SIGINT && rc != SIGHUP {
+            throw ExitCode(1)
+        }
+    }
+}
+
+struct Unmount: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Unmount a directory mounted by `mdevsim mount` (the daemon then exits).",
+        discussion: "Example: mdevsim unmount /tmp/mdev"
+    )
+
+    @Argument(help: "The mounted directory.")
+    var directory: String
+
+    func run() throws {
+        if let problem = Unmount_.detach(directory) {
+            throw CLIError(problem)
+        }
+    }
+}
+
+typealias Unmount_ = Unmounter
+
+struct CLIError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}

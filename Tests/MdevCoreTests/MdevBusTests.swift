@@ -1,0 +1,148 @@
+import Foundation
+import MdevCore
+import Testing
+
+@Suite("mdev bus and GVT-g pool, without a mount")
+struct MdevBusTests {
+    func type(_ bus: MdevBus, _ suffix: String, parent: Int = 0) -> MdevType {
+        bus.parents[parent].types.first { $0.config.name == suffix }!
+    }
+
+    @Test("the built-in host shows a real Kaby Lake host's counts")
+    func builtInCounts() {
+        let bus = MdevBus(config: .builtIn)
+        #expect(bus.parents.map(\.name) == ["0000:00:02.0"])
+        #expect(bus.parents[0].types.map(\.id) == ["i915-GVTg_V5_8", "i915-GVTg_V5_4", "i915-GVTg_V5_2", "i915-GVTg_V5_1"])
+        #expect(["8", "4", "2", "1"].map { bus.availableInstances(of: type(bus, $0)) } == [7, 5, 2, 1])
+    }
+
+    @Test("types stop at the first whose low GM does not fit the aperture, as GVT-g generates them")
+    func typesTruncatedByAperture() {
+        var parent = ParentConfig(address: "0000:00:02.0")
+        parent.apertureMB = 256      // 128 MB left for vGPUs
+        let bus = MdevBus(config: HostConfig(parents: [parent]))
+        #expect(bus.parents[0].types.map(\.id) == ["i915-GVTg_V5_8", "i915-GVTg_V5_4"])
+    }
+
+    @Test("only GVT_MAX_VGPU-1 vGPUs per parent: the eighth create is ENOSPC even with pool left")
+    func vgpuIDLimit() throws {
+        var parent = ParentConfig(address: "0000:00:02.0")
+        parent.fences = 64
+        parent.apertureMB = 2048
+        parent.hiddenMB = 8192
+        let bus = MdevBus(config: HostConfig(parents: [parent]))
+        let t = type(bus, "8")
+        for i in 1...7 {
+            let device = try bus.create(type: t, uuidBytes: Array(String(format: "00000000-0000-0000-0000-%012d", i).utf8))
+            #expect(device.vgpuID == i)
+        }
+        #expect(bus.availableInstances(of: t) > 0)
+        #expect(throws: MdevError(ENOSPC, "all 7 vGPU ids of 0000:00:02.0 are in use; remove a vGPU first")) {
+            try bus.create(type: t, uuidBytes: Array("00000000-0000-0000-0000-000000000008".utf8))
+        }
+        // The lowest free id is reused.
+        try bus.remove(uuid: "00000000-0000-0000-0000-000000000003")
+        #expect(try bus.create(type: t, uuidBytes: Array("00000000-0000-0000-0000-000000000009".utf8)).vgpuID == 3)
+    }
+
+    @Test("ENOSPC says which resource is short")
+    func noSpaceMessage() throws {
+        let bus = MdevBus(config: .builtIn)
+        try bus.create(type: type(bus, "1"), uuidBytes: Array("00000000-0000-0000-0000-000000000001".utf8))
+        do {
+            try bus.create(type: type(bus, "1"), uuidBytes: Array("00000000-0000-0000-0000-000000000002".utf8))
+            Issue.record("second V5_1 should not fit")
+        } catch {
+            #expect(error.errno == ENOSPC)
+            #expect(error.message.contains("low graphics memory"))
+            #expect(error.message.contains("0000:00:02.0"))
+        }
+        #expect(bus.deviceCount == 1)
+    }
+
+    @Test("removing an unknown device is ENODEV")
+    func removeUnknown() {
+        let bus = MdevBus(config: .builtIn)
+        #expect(throws: MdevError.self) { try bus.remove(uuid: "00000000-0000-0000-0000-000000000001") }
+    }
+}
+
+@Suite("host configuration files")
+struct HostConfigTests {
+    func write(_ text: String, ext: String = "yaml") throws -> String {
+        let path = NSTemporaryDirectory() + "mdevsim-config-\(UUID().uuidString).\(ext)"
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    @Test("YAML with hex ids, several parents and custom types")
+    func yaml() throws {
+        let path = try write("""
+        parents:
+          - address: "0000:00:02.0"
+            device: 0x3e92
+            driver_version: 1.2.3
+          - address: "0000:00:03.0"
+            device: "0x591d"
+            aperture_mb: 1024
+            types:
+              - { name: "4", low_gm_mb: 128, high_gm_mb: 512, aggregation: true, max_aggregation: 3 }
+        """)
+        let config = try HostConfig.load(path: path)
+        #expect(config.parents.count == 2)
+        #expect(config.parents[0].device.value == 0x3e92)
+        #expect(config.parents[0].driverVersion == "1.2.3")
+        #expect(config.parents[0].types == VGPUTypeConfig.gvtDefaults)
+        #expect(config.parents[1].device.value == 0x591d)
+        #expect(config.parents[1].types.count == 1)
+        #expect(config.parents[1].types[0].maxAggregation == 3)
+        #expect(config.parents[1].types[0].fences == 4)
+    }
+
+    @Test("JSON works too")
+    func json() throws {
+        let path = try write(#"{"parents": [{"address": "0000:01:00.0", "fences": 64}]}"#, ext: "json")
+        let config = try HostConfig.load(path: path)
+        #expect(config.parents[0].fences == 64)
+        #expect(config.parents[0].address == "0000:01:00.0")
+    }
+
+    @Test("testdata configs load")
+    func testdata() throws {
+        let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../testdata").standardized.path
+        for name in try FileManager.default.contentsOfDirectory(atPath: dir) where name.hasSuffix(".yaml") || name.hasSuffix(".json") {
+            if name.hasPrefix("bad-") { continue }
+            _ = try HostConfig.load(path: dir + "/" + name)
+        }
+    }
+
+    @Test("bad configs fail with the field and the rule", arguments: [
+        ("parents: []", "'parents' is empty"),
+        ("parents: [{address: '00:02.0'}]", "address must look like 0000:00:02.0"),
+        ("parents: [{address: '0000:00:02.0'}, {address: '0000:00:02.0'}]", "used by an earlier parent"),
+        ("parents: [{address: '0000:00:02.0', aperture_mb: 64}]", "must exceed what the host keeps"),
+        ("parents: [{address: '0000:00:02.0', driver_version: '1.0'}]", "driver_version must be x.y.z"),
+        ("parents: [{address: '0000:00:02.0', device: 'zz'}]", "not a hex PCI id"),
+        ("parents: [{}]", "missing field 'address'"),
+        ("parents: [{address: '0000:00:02.0', types: [{name: '4', low_gm_mb: 128, high_gm_mb: 512, max_aggregation: 4}]}]", "above 1 only with aggregation"),
+        ("parents: [{address: '0000:00:02.0', types: [{name: 'a/b', low_gm_mb: 128, high_gm_mb: 512}]}]", "may hold only letters"),
+    ])
+    func badConfigs(text: String, message: String) throws {
+        let path = try write(text)
+        do {
+            _ = try HostConfig.load(path: path)
+            Issue.record("accepted: \(text)")
+        } catch {
+            #expect("\(error)".contains(message), "\(error)")
+            #expect("\(error)".hasPrefix(path))
+        }
+    }
+
+    @Test("a config asking for more parents than supported is refused")
+    func tooManyParents() throws {
+        let parents = (0..<(HostConfig.maxParents + 1)).map { i in
+            ParentConfig(address: String(format: "0000:%02x:%02x.0", i / 32, i % 32))
+        }
+        #expect(throws: ConfigError.self) { try HostConfig(parents: parents).validate() }
+    }
+}

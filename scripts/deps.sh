@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs what mdevsim needs on Debian/Ubuntu, only where it is missing:
+# libfuse3 headers (pkg-config fuse3), fusermount3, mdevctl (interop tests), pciutils.
+set -euo pipefail
+need=()
+pkg-config --exists fuse3 2>/dev/null || need+=(libfuse3-dev pkg-config)
+command -v fusermount3 >/dev/null || need+=(fuse3)
+command -v mdevctl >/dev/null || need+=(mdevctl)
+command -v lspci >/dev/null || need+=(pciutils)
+command -v gcc >/dev/null || need+=(gcc)
+if [ ${#need[@]} -gt 0 ]; then
+    echo "mdevsim: installing ${need[*]}" >&2
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+command -v swift >/dev/null || { echo "mdevsim: the Swift 6 toolchain is needed (swift not on PATH)" >&2; exit 1; }
