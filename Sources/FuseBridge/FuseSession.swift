@@ -57,6 +57,12 @@ public final class FuseSession: @unchecked Sendable {
     /// Makes SIGINT, SIGTERM and SIGHUP end `run()` cleanly. Process-wide: only
     /// for the daemon's main loop, never for mounts inside tests.
     public func installSignalHandlers() {
+        // A parent may have left these blocked (a thread pool's mask is
+        // inherited through fork/exec); then SIGTERM would never arrive.
+        var set = sigset_t()
+        sigemptyset(&set)
+        for signal in [SIGINT, SIGTERM, SIGHUP] { sigaddset(&set, signal) }
+        pthread_sigmask(SIG_UNBLOCK, &set, nil)
         if fuse_set_signal_handlers(session) == 0 { signalsInstalled = true }
     }
 
