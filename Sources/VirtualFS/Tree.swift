@@ -81,13 +81,12 @@ public struct TreeContents {
     }
 
     public func lookup(parent: Inode, name: String) throws(FSError) -> Node {
-        guard let entries = children[parent] else {
+        // The hot path of every path walk: one probe of each table, no copies.
+        if let ino = children[parent]?[name], let node = nodes[ino] { return node }
+        if children[parent] == nil {
             throw nodes[parent] == nil ? .noEntry("directory inode \(parent) was removed") : FSError(ENOTDIR, "not a directory")
         }
-        guard let ino = entries[name], let node = nodes[ino] else {
-            throw .noEntry("no entry named '\(name)'")
-        }
-        return node
+        throw .noEntry("no entry named '\(name)'")
     }
 
     public func entries(of ino: Inode) throws(FSError) -> [(name: String, node: Node)] {
