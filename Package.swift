@@ -5,6 +5,7 @@
 //   CFuse      libfuse3 through pkg-config (system library)
 //   VirtualFS  a generic inode tree of directories, attributes and links; no FUSE, no GPUs
 //   FuseBridge the libfuse low-level protocol bridge onto a VirtualFS tree; knows nothing of GPUs
+//   GPUModel   simulated GVT-g hardware per vGPU: config space, MMIO, GGTT, memory, workload; no files
 //   MdevCore   the mdev bus and the GVT-g-like parent driver: types, pool, create/remove; no files
 //   MdevSysfs  the kernel's sysfs layout of an MdevCore host, as VirtualFS nodes
 //   mdevsim    the thin CLI
@@ -42,6 +43,7 @@ let package = Package(
                 .product(name: "Yams", package: "Yams"),
             ]
         ),
+        .target(name: "GPUModel"),
         .target(
             name: "MdevSysfs",
             dependencies: ["MdevCore", "VirtualFS"]
@@ -55,6 +57,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "VirtualFSTests", dependencies: ["VirtualFS"]),
+        .testTarget(name: "GPUModelTests", dependencies: ["GPUModel"]),
         .testTarget(name: "MdevCoreTests", dependencies: ["MdevCore", "MdevSysfs", "VirtualFS"]),
         .testTarget(
             name: "MountTests",

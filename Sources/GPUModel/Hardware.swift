@@ -1,0 +1,198 @@
+/// Why a region access was refused. Carries the errno the VFIO region would
+/// return and a message for logs.
+public struct AccessError: Error, Sendable, Equatable, CustomStringConvertible {
+    public let errno: Int32
+    public let message: String
+    public var description: String { message }
+    static func invalid(_ message: String) -> AccessError { AccessError(errno: 22, message: message) }
+}
+
+/// What changed since dirty tracking was last cleared.
+public struct DirtySet: Sendable, Equatable {
+    /// Graphics memory frames written.
+    public var pages: Set<UInt32> = []
+    /// GGTT pages (512 PTEs each) with a changed entry.
+    public var ggttPages: Set<UInt32> = []
+    public var registerBlocks: Set<RegisterBlock> = []
+    public var config = false
+
+    public var isEmpty: Bool { pages.isEmpty && ggttPages.isEmpty && registerBlocks.isEmpty && !config }
+    public mutating func formUnion(_ other: DirtySet) {
+        pages.formUnion(other.pages)
+        ggttPages.formUnion(other.ggttPages)
+        registerBlocks.formUnion(other.registerBlocks)
+        config = config || other.config
+    }
+}
+
+/// The register file, GGTT and graphics memory of one vGPU. A value type with
+/// no locking: `VGPU` owns one and serialises access.
+public struct Hardware: Sendable {
+    public let geometry: VGPUGeometry
+    public let table: RegisterTable
+    public let bar0Size: Int
+    public let ggttOffset: Int
+    public var config: ConfigSpace
+    public internal(set) var registers: [UInt64]
+    /// Sparse GGTT: entry index → PTE (gen8 layout: bit 0 present, bits 12-38 frame).
+    public internal(set) var ggtt: [UInt32: UInt64] = [:]
+    /// Sparse graphics memory: frame → 4 KiB page, allocated on first write.
+    public internal(set) var memory: [UInt32: [UInt8]] = [:]
+    public internal(set) var dirty = DirtySet()
+
+    public init(geometry: VGPUGeometry) {
+        self.geometry = geometry
+        table = RegisterTable.gvt(geometry)
+        bar0Size = GPULayout.bar0Size(for: geometry)
+        ggttOffset = GPULayout.ggttOffset(for: geometry)
+        var aperture = 1 << 20
+        while UInt64(aperture) < geometry.lowGMBytes { aperture <<= 1 }
+        config = ConfigSpace(geometry: geometry, bar0Size: bar0Size, bar2Size: aperture)
+        registers = table.registers.map(\.reset)
+    }
+
+    public var ggttEntries: Int { geometry.gmPages }
+
+    // MARK: Registers
+
+    public func register(_ name: String) -> UInt64 {
+        table.index(named: name).map { registers[$0] } ?? 0
+    }
+
+    /// Hardware-side update (the GPU itself, not the guest): no access checks.
+    mutating func set(_ name: String, _ value: UInt64) {
+        guard let i = table.index(named: name) else { return }
+        let spec = table.registers[i]
+        let masked = spec.width == 8 ? value : value & 0xffff_ffff
+        if registers[i] != masked {
+            registers[i] = masked
+            dirty.registerBlocks.insert(spec.block)
+        }
+    }
+
+    // MARK: BAR0 accesses (what the guest does)
+
+    /// A read of `size` bytes at `offset` of BAR0: a named register at its
+    /// native width and alignment, a GGTT entry (8 bytes), or unimplemented
+    /// space (4 or 8 aligned bytes, reads as zero).
+    public func readBAR0(offset: Int, size: Int) throws(AccessError) -> UInt64 {
+        try checkBAR0(offset: offset, size: size)
+        if offset >= ggttOffset {
+            let index = (offset - ggttOffset) / GPULayout.pteSize
+            return ggtt[UInt32(index)] ?? 0
+        }
+        if let i = table.index(at: offset) { return registers[i] }
+        return 0
+    }
+
+    public mutating func writeBAR0(offset: Int, size: Int, value: UInt64) throws(AccessError) {
+        try checkBAR0(offset: offset, size: size)
+        if offset >= ggttOffset {
+            let index = (offset - ggttOffset) / GPULayout.pteSize
+            setPTE(UInt32(index), value)
+            return
+        }
+        guard let i = table.index(at: offset) else { return }
+        let spec = table.registers[i]
+        let old = registers[i]
+        var new = old
+        switch spec.access {
+        case .ro: return
+        case .rw: new = (old & ~spec.writeMask) | (value & spec.writeMask)
+        case .rw1c: new = old & ~(value & spec.writeMask)
+        }
+        if new != old {
+            registers[i] = new
+            dirty.registerBlocks.insert(spec.block)
+        }
+    }
+
+    private func checkBAR0(offset: Int, size: Int) throws(AccessError) {
+        guard offset >= 0, size > 0, offset + size <= bar0Size else {
+            throw .invalid("access of \(size) bytes at 0x\(String(offset, radix: 16)) is outside BAR0 (0x\(String(bar0Size, radix: 16)) bytes)")
+        }
+        if offset >= ggttOffset {
+            guard size == 8, offset % 8 == 0 else {
+                throw .invalid("GGTT entries are 8 bytes, 8-aligned: got \(size) bytes at 0x\(String(offset, radix: 16))")
+            }
+            guard (offset - ggttOffset) / 8 < ggttEntries else {
+                throw .invalid("GGTT entry \((offset - ggttOffset) / 8) is beyond this vGPU's \(ggttEntries) entries")
+            }
+            return
+        }
+        if let i = table.index(at: offset) {
+            let spec = table.registers[i]
+            guard size == spec.width else {
+                throw .invalid("\(spec.name) is \(spec.width) bytes wide; a \(size)-byte access is refused")
+            }
+            return
+        }
+        // Inside a named register but not at its start?
+        let start = offset & ~7
+        for candidate in [start, start - 4, offset & ~3] where candidate != offset {
+            if let i = table.index(at: candidate), candidate + table.registers[i].width > offset {
+                throw .invalid("0x\(String(offset, radix: 16)) is inside \(table.registers[i].name) (0x\(String(candidate, radix: 16)), \(table.registers[i].width) bytes); access it whole")
+            }
+        }
+        guard (size == 4 || size == 8), offset % size == 0 else {
+            throw .invalid("MMIO accesses are 4 or 8 naturally aligned bytes: got \(size) bytes at 0x\(String(offset, radix: 16))")
+        }
+    }
+
+    // MARK: GGTT and memory
+
+    mutating func setPTE(_ index: UInt32, _ pte: UInt64) {
+        let old = ggtt[index] ?? 0
+        guard old != pte else { return }
+        if pte == 0 { ggtt[index] = nil } else { ggtt[index] = pte }
+        dirty.ggttPages.insert(index >> 9)
+    }
+
+    /// The frame a graphics address maps to, if its PTE is present and in range.
+    public func frame(forGraphicsAddress address: UInt64) -> UInt32? {
+        let index = address / UInt64(GPULayout.pageSize)
+        guard index < UInt64(ggttEntries), let pte = ggtt[UInt32(index)], pte & 1 == 1 else { return nil }
+        let frame = (pte >> 12) & 0x7_ffff_ffff
+        guard frame < UInt64(geometry.gmPages) else { return nil }
+        return UInt32(frame)
+    }
+
+    /// Writes bytes into a frame, allocating the page on first write.
+    mutating func writeFrame(_ frame: UInt32, at offset: Int, _ bytes: UnsafeRawBufferPointer) {
+        if memory[frame] == nil { memory[frame] = [UInt8](repeating: 0, count: GPULayout.pageSize) }
+        memory[frame]!.withUnsafeMutableBytes { page in
+            page.baseAddress!.advanced(by: offset).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+        }
+        dirty.pages.insert(frame)
+    }
+
+    mutating func fillFrame(_ frame: UInt32, _ rng: inout SplitMix64) {
+        if memory[frame] == nil { memory[frame] = [UInt8](repeating: 0, count: GPULayout.pageSize) }
+        memory[frame]!.withUnsafeMutableBytes { page in
+            for i in stride(from: 0, to: GPULayout.pageSize, by: 8) { page.storeBytes(of: rng.next(), toByteOffset: i, as: UInt64.self) }
+        }
+        dirty.pages.insert(frame)
+    }
+
+    // MARK: Reset and dirty tracking
+
+    /// Function-level reset: registers and config space to reset values; the
+    /// GGTT and graphics memory are kept, as an FLR of the device leaves them.
+    public mutating func functionLevelReset() {
+        for (i, spec) in table.registers.enumerated() where registers[i] != spec.reset {
+            registers[i] = spec.reset
+            dirty.registerBlocks.insert(spec.block)
+        }
+        let before = config.bytes
+        config.reset()
+        if config.bytes != before { dirty.config = true }
+    }
+
+    /// Returns what changed since the last call and starts tracking afresh.
+    public mutating func takeDirty() -> DirtySet {
+        defer { dirty = DirtySet() }
+        return dirty
+    }
+
+    mutating func markConfigDirty() { dirty.config = true }
+}

@@ -1,0 +1,203 @@
+import Synchronization
+
+/// One simulated vGPU: its hardware, its guest workload and the clock that
+/// drives it. Safe to use from any thread; every access first brings a
+/// real-time device up to date, so a device changes while it runs whether or
+/// not anyone watches, and costs nothing while nobody does.
+public final class VGPU: Sendable {
+    public let uuid: String
+    public let geometry: VGPUGeometry
+
+    /// Longest stretch of wall time applied at once (2 s): a device left alone
+    /// for an hour does not burn an hour of work when next touched.
+    public static let maxCatchUpTicks: UInt64 = 200
+
+    struct State {
+        var hardware: Hardware
+        var workloadState: WorkloadState
+        var config: WorkloadConfig
+        var workload: Workload
+        var running = true
+        var lastTick = ContinuousClock.now
+    }
+
+    private let state: Mutex<State>
+
+    public init(uuid: String, geometry: VGPUGeometry, workload: WorkloadConfig = .default) {
+        self.uuid = uuid
+        self.geometry = geometry
+        state = Mutex(State(hardware: Hardware(geometry: geometry), workloadState: WorkloadState(seed: workload.seed),
+                            config: workload, workload: Workload(geometry: geometry, config: workload)))
+    }
+
+    /// Runs `body` on the up-to-date hardware, under the device's lock.
+    public func withHardware<R: Sendable, E: Error>(_ body: (inout Hardware) throws(E) -> R) throws(E) -> R {
+        try state.withLock { (s: inout State) throws(E) -> R in
+            VGPU.catchUp(&s)
+            return try body(&s.hardware)
+        }
+    }
+
+    // MARK: Running and clocks
+
+    /// Whether the device runs (its workload advances). A stopped device does not change.
+    public var isRunning: Bool {
+        get { state.withLock { $0.running } }
+        set {
+            state.withLock { s in
+                VGPU.catchUp(&s)
+                s.running = newValue
+                s.lastTick = .now
+            }
+        }
+    }
+
+    public var workloadConfig: WorkloadConfig {
+        get { state.withLock { $0.config } }
+    }
+
+    /// Changes the workload's knobs. A new seed reseeds the random source; the
+    /// working set resizes the texture pool.
+    public func setWorkload(_ config: WorkloadConfig) {
+        state.withLock { s in
+            VGPU.catchUp(&s)
+            if config.seed != s.config.seed { s.workloadState.rng = SplitMix64(seed: config.seed) }
+            s.config = config
+            s.workload = Workload(geometry: geometry, config: config)
+            s.lastTick = .now
+        }
+    }
+
+    public var ticks: UInt64 { state.withLock { s in VGPU.catchUp(&s); return s.workloadState.tick } }
+
+    /// Advances a running device by `n` ticks of its workload. Refused for a
+    /// real-time device (its clock is the wall); nothing happens when stopped.
+    public func step(_ n: UInt64) throws(AccessError) {
+        try state.withLock { (s: inout State) throws(AccessError) in
+            guard s.config.clock == .stepped else {
+                throw .invalid("this device runs on the real-time clock; set its clock to 'stepped' before stepping it")
+            }
+            guard s.running else { return }
+            VGPU.run(&s, ticks: n)
+        }
+    }
+
+    private static func catchUp(_ s: inout State) {
+        guard s.running, s.config.clock == .realTime else { return }
+        let now = ContinuousClock.now
+        let elapsed = now - s.lastTick
+        let perTick = Duration.seconds(1) / WorkloadConfig.ticksPerSecond
+        let due = UInt64(max(0, elapsed / perTick))
+        guard due > 0 else { return }
+        if due > maxCatchUpTicks {
+            run(&s, ticks: maxCatchUpTicks)
+            s.lastTick = now
+        } else {
+            run(&s, ticks: due)
+            s.lastTick += perTick * Int(due)
+        }
+    }
+
+    private static func run(_ s: inout State, ticks: UInt64) {
+        let bytesPerTick = UInt64(max(0, s.config.dirtyRateMBps) * 1_000_000 / Double(WorkloadConfig.ticksPerSecond))
+        for _ in 0..<ticks { s.workload.tick(&s.workloadState, &s.hardware, bytesPerTick: bytesPerTick) }
+    }
+
+    // MARK: Guest-visible accesses
+
+    /// Config space access of any length, split into naturally aligned 4-, 2-
+    /// and 1-byte pieces as vfio-pci does.
+    public func readConfig(offset: Int, count: Int) throws(AccessError) -> [UInt8] {
+        try VGPU.checkConfig(offset: offset, count: count)
+        return withHardware { hw in
+            var out = [UInt8]()
+            out.reserveCapacity(count)
+            VGPU.forEachConfigPiece(offset: offset, count: count) { o, size in
+                let v = hw.config.read(offset: o, size: size)
+                for i in 0..<size { out.append(UInt8((v >> (8 * UInt32(i))) & 0xff)) }
+            }
+            return out
+        }
+    }
+
+    public func writeConfig(offset: Int, bytes: [UInt8]) throws(AccessError) {
+        try VGPU.checkConfig(offset: offset, count: bytes.count)
+        withHardware { hw in
+            var changed = false
+            VGPU.forEachConfigPiece(offset: offset, count: bytes.count) { o, size in
+                var v: UInt32 = 0
+                for i in 0..<size { v |= UInt32(bytes[o - offset + i]) << (8 * UInt32(i)) }
+                if hw.config.write(offset: o, size: size, value: v) { changed = true }
+            }
+            if changed { hw.markConfigDirty() }
+        }
+    }
+
+    static func checkConfig(offset: Int, count: Int) throws(AccessError) {
+        guard offset >= 0, count > 0, offset + count <= ConfigSpace.size else {
+            throw .invalid("config space is \(ConfigSpace.size) bytes: \(count) bytes at \(offset) is outside it")
+        }
+    }
+
+    static func forEachConfigPiece(offset: Int, count: Int, _ body: (Int, Int) -> Void) {
+        var o = offset
+        let end = offset + count
+        while o < end {
+            let size = (o % 4 == 0 && end - o >= 4) ? 4 : (o % 2 == 0 && end - o >= 2) ? 2 : 1
+            body(o, size)
+            o += size
+        }
+    }
+
+    public func readBAR0(offset: Int, size: Int) throws(AccessError) -> UInt64 {
+        try withHardware { (hw: inout Hardware) throws(AccessError) -> UInt64 in try hw.readBAR0(offset: offset, size: size) }
+    }
+
+    public func writeBAR0(offset: Int, size: Int, value: UInt64) throws(AccessError) {
+        try withHardware { (hw: inout Hardware) throws(AccessError) in try hw.writeBAR0(offset: offset, size: size, value: value) }
+    }
+
+    /// Function-level reset: registers and config space to reset values, the
+    /// guest driver must load again; GGTT and memory survive, as on an FLR.
+    public func reset() {
+        state.withLock { s in
+            VGPU.catchUp(&s)
+            s.hardware.functionLevelReset()
+            s.lastTick = .now
+        }
+    }
+
+    /// Device-side status bits (an error the hardware signals): for fault paths and tests.
+    public func signalConfigStatus(offset: Int, bits: UInt8) {
+        withHardware { hw in
+            hw.config.setBits(offset: offset, bits)
+            hw.markConfigDirty()
+        }
+    }
+
+    public func takeDirty() -> DirtySet { withHardware { $0.takeDirty() } }
+
+    // MARK: Digest
+
+    /// A digest of the whole device state: config space, registers, GGTT,
+    /// graphics memory and the workload's own state.
+    public var stateDigest: String {
+        state.withLock { s in
+            VGPU.catchUp(&s)
+            var d = StateDigest()
+            let hw = s.hardware
+            d.add(bytes: hw.config.bytes)
+            for v in hw.registers { d.add(v) }
+            d.add(UInt64(hw.ggtt.count))
+            for key in hw.ggtt.keys.sorted() { d.add(UInt64(key)); d.add(hw.ggtt[key]!) }
+            d.add(UInt64(hw.memory.count))
+            for key in hw.memory.keys.sorted() { d.add(UInt64(key)); d.add(page: hw.memory[key]!) }
+            let w = s.workloadState
+            d.add(w.tick); d.add(w.rng.state); d.add(w.budget); d.add(w.frontBuffer)
+            return d.hex
+        }
+    }
+
+    /// Pages of graphics memory currently allocated.
+    public var residentPages: Int { state.withLock { $0.hardware.memory.count } }
+}
