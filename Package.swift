@@ -8,6 +8,8 @@
 //   GPUModel   simulated GVT-g hardware per vGPU: config space, MMIO, GGTT, memory, workload; no files
 //   MdevCore   the mdev bus and the GVT-g-like parent driver: types, pool, create/remove; no files
 //   MdevSysfs  the kernel's sysfs layout of an MdevCore host, as VirtualFS nodes
+//   VFIOView   each vGPU's VFIO device (regions, info, reset, digest) under vfio/, as VirtualFS nodes
+//   Simulator  one simulated host: the bus with both views on one tree
 //   mdevsim    the thin CLI
 import PackageDescription
 
@@ -29,6 +31,7 @@ let package = Package(
             pkgConfig: "fuse3",
             providers: [.apt(["libfuse3-dev"])]
         ),
+        .systemLibrary(name: "CVFIO", path: "CVFIO"),
         .target(name: "VirtualFS"),
         .target(
             name: "FuseBridge",
@@ -48,10 +51,18 @@ let package = Package(
             name: "MdevSysfs",
             dependencies: ["MdevCore", "VirtualFS"]
         ),
+        .target(
+            name: "VFIOView",
+            dependencies: ["CVFIO", "GPUModel", "MdevCore", "MdevSysfs", "VirtualFS"]
+        ),
+        .target(
+            name: "Simulator",
+            dependencies: ["GPUModel", "MdevCore", "MdevSysfs", "VFIOView", "VirtualFS"]
+        ),
         .executableTarget(
             name: "mdevsim",
             dependencies: [
-                "FuseBridge", "MdevCore", "MdevSysfs", "VirtualFS",
+                "FuseBridge", "MdevCore", "Simulator", "VirtualFS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -61,8 +72,7 @@ let package = Package(
         .testTarget(name: "MdevCoreTests", dependencies: ["MdevCore", "MdevSysfs", "VirtualFS"]),
         .testTarget(
             name: "MountTests",
-            dependencies: ["FuseBridge", "MdevCore", "MdevSysfs", "VirtualFS"],
-            resources: []
+            dependencies: ["FuseBridge", "GPUModel", "MdevCore", "MdevSysfs", "Simulator", "VirtualFS"]
         ),
     ]
 )

@@ -4,7 +4,11 @@ public struct AccessError: Error, Sendable, Equatable, CustomStringConvertible {
     public let errno: Int32
     public let message: String
     public var description: String { message }
-    static func invalid(_ message: String) -> AccessError { AccessError(errno: 22, message: message) }
+    public init(errno: Int32, message: String) {
+        self.errno = errno
+        self.message = message
+    }
+    public static func invalid(_ message: String) -> AccessError { AccessError(errno: 22, message: message) }
 }
 
 /// What changed since dirty tracking was last cleared.
@@ -32,6 +36,8 @@ public struct Hardware: Sendable {
     public let table: RegisterTable
     public let bar0Size: Int
     public let ggttOffset: Int
+    /// BAR2 (the aperture onto low GM): the low GM size rounded up to a power of two.
+    public let apertureSize: Int
     public var config: ConfigSpace
     public internal(set) var registers: [UInt64]
     /// Sparse GGTT: entry index → PTE (gen8 layout: bit 0 present, bits 12-38 frame).
@@ -47,6 +53,7 @@ public struct Hardware: Sendable {
         ggttOffset = GPULayout.ggttOffset(for: geometry)
         var aperture = 1 << 20
         while UInt64(aperture) < geometry.lowGMBytes { aperture <<= 1 }
+        apertureSize = aperture
         config = ConfigSpace(geometry: geometry, bar0Size: bar0Size, bar2Size: aperture)
         registers = table.registers.map(\.reset)
     }

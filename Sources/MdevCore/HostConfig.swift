@@ -74,6 +74,32 @@ public struct PCIId: Codable, Sendable, Equatable, ExpressibleByIntegerLiteral {
     }
 }
 
+/// The guest workload every new vGPU of a parent starts with.
+public struct WorkloadDefaults: Codable, Sendable, Equatable {
+    /// "real" (wall time) or "stepped" (advances only on `workload/step`).
+    public var clock: String = "real"
+    /// MB per second of workload clock; 0 leaves new devices idle.
+    public var dirtyRateMBps: Double = 0.5
+    public var workingSetMiB: Int = 4
+    /// Fixed seed for every device; absent: derived from each device's UUID.
+    public var seed: UInt64?
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case clock, seed
+        case dirtyRateMBps = "dirty_rate_mbps", workingSetMiB = "working_set_mib"
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        clock = try c.decodeIfPresent(String.self, forKey: .clock) ?? "real"
+        dirtyRateMBps = try c.decodeIfPresent(Double.self, forKey: .dirtyRateMBps) ?? 0.5
+        workingSetMiB = try c.decodeIfPresent(Int.self, forKey: .workingSetMiB) ?? 4
+        seed = try c.decodeIfPresent(UInt64.self, forKey: .seed)
+    }
+}
+
 /// One physical GPU offering vGPU types, with GVT-g's resource pool.
 public struct ParentConfig: Codable, Sendable, Equatable {
     /// PCI address `dddd:bb:dd.f`.
@@ -102,11 +128,12 @@ public struct ParentConfig: Codable, Sendable, Equatable {
     /// The parent driver's version, `x.y.z`, for migration compatibility.
     public var driverVersion = "1.0.0"
     public var types: [VGPUTypeConfig] = VGPUTypeConfig.gvtDefaults
+    public var workload = WorkloadDefaults()
 
     public init(address: String) { self.address = address }
 
     enum CodingKeys: String, CodingKey {
-        case address, vendor, device, revision, driver, fences, types
+        case address, vendor, device, revision, driver, fences, types, workload
         case subsystemVendor = "subsystem_vendor", subsystemDevice = "subsystem_device", pciClass = "class"
         case typePrefix = "type_prefix", apertureMB = "aperture_mb", hiddenMB = "hidden_mb"
         case hostLowGMMB = "host_low_gm_mb", hostHighGMMB = "host_high_gm_mb", hostFences = "host_fences"
@@ -126,7 +153,7 @@ public struct ParentConfig: Codable, Sendable, Equatable {
         try opt(.apertureMB, &p.apertureMB); try opt(.hiddenMB, &p.hiddenMB); try opt(.fences, &p.fences)
         try opt(.hostLowGMMB, &p.hostLowGMMB); try opt(.hostHighGMMB, &p.hostHighGMMB)
         try opt(.hostFences, &p.hostFences); try opt(.maxVGPUs, &p.maxVGPUs)
-        try opt(.driverVersion, &p.driverVersion); try opt(.types, &p.types)
+        try opt(.driverVersion, &p.driverVersion); try opt(.types, &p.types); try opt(.workload, &p.workload)
         p.iommuGroup = try c.decodeIfPresent(Int.self, forKey: .iommuGroup)
         self = p
     }
@@ -137,6 +164,13 @@ public struct HostConfig: Codable, Sendable, Equatable {
     public var parents: [ParentConfig]
 
     public init(parents: [ParentConfig]) { self.parents = parents }
+
+    /// The same host with every parent's new vGPUs on the given clock.
+    public func withClock(_ clock: String) -> HostConfig {
+        var copy = self
+        for i in copy.parents.indices { copy.parents[i].workload.clock = clock }
+        return copy
+    }
 
     /// The built-in default: one Kaby Lake GT2 (8086:591d) at 0000:00:02.0 whose
     /// pool gives the counts a real host shows: V5_8=7, V5_4=5, V5_2=2, V5_1=1.
@@ -193,6 +227,13 @@ public struct HostConfig: Codable, Sendable, Equatable {
             guard p.driver.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" }), !p.driver.isEmpty,
                   p.typePrefix.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" }) else {
                 throw ConfigError("\(at): driver and type_prefix may hold only letters, digits and '_'")
+            }
+            guard ["real", "stepped"].contains(p.workload.clock) else {
+                throw ConfigError("\(at): workload.clock must be 'real' or 'stepped'")
+            }
+            guard p.workload.dirtyRateMBps >= 0, p.workload.dirtyRateMBps <= 100_000,
+                  (0...65536).contains(p.workload.workingSetMiB) else {
+                throw ConfigError("\(at): workload.dirty_rate_mbps must be 0...100000 and working_set_mib 0...65536")
             }
             guard DriverVersion(p.driverVersion) != nil else {
                 throw ConfigError("\(at): driver_version must be x.y.z, e.g. 1.0.0")

@@ -55,6 +55,18 @@ public struct MdevDevice: Sendable, Hashable {
 public protocol MdevBusObserver: AnyObject, Sendable {
     func bus(_ bus: MdevBus, didCreate device: MdevDevice) throws(MdevError)
     func bus(_ bus: MdevBus, didRemove device: MdevDevice)
+    /// Asked before a device's aggregation changes; throw (EBUSY) to refuse.
+    func bus(_ bus: MdevBus, willAggregate device: MdevDevice, to count: Int) throws(MdevError)
+    func bus(_ bus: MdevBus, didAggregate device: MdevDevice, to count: Int)
+}
+
+extension MdevBusObserver {
+    public func bus(_ bus: MdevBus, willAggregate device: MdevDevice, to count: Int) throws(MdevError) {}
+    public func bus(_ bus: MdevBus, didAggregate device: MdevDevice, to count: Int) {}
+}
+
+struct WeakObserver {
+    weak var observer: (any MdevBusObserver)?
 }
 
 /// Graphics memory and fences a parent still has for vGPUs.
@@ -82,7 +94,8 @@ public final class MdevBus: Sendable {
         var iommuGroups: Set<Int>
         /// No group below this number is free: keeps allocation O(1) amortised.
         var lowestFreeGroup = 0
-        weak var observer: (any MdevBusObserver)?
+        var observers: [WeakObserver] = []
+        var live: [any MdevBusObserver] { observers.compactMap(\.observer) }
     }
 
     private let state: Mutex<State>
@@ -113,8 +126,9 @@ public final class MdevBus: Sendable {
                             vgpuIDs: Array(repeating: [], count: parents.count), iommuGroups: groups))
     }
 
-    public func setObserver(_ observer: any MdevBusObserver) {
-        state.withLock { $0.observer = observer }
+    /// Observers are told of changes in the order they were added.
+    public func addObserver(_ observer: any MdevBusObserver) {
+        state.withLock { $0.observers.append(WeakObserver(observer: observer)) }
     }
 
     public func parent(named name: String) -> MdevParent? {
@@ -172,7 +186,17 @@ public final class MdevBus: Sendable {
             while s.iommuGroups.contains(group) { group += 1 }
             s.lowestFreeGroup = group + 1
             let device = MdevDevice(uuid: uuid, parent: parent.name, type: type, vgpuID: id, iommuGroup: group)
-            try s.observer?.bus(self, didCreate: device)
+            var told: [any MdevBusObserver] = []
+            for observer in s.live {
+                do throws(MdevError) {
+                    try observer.bus(self, didCreate: device)
+                    told.append(observer)
+                } catch {
+                    // Nothing is left half-created: undo what the earlier observers built.
+                    for done in told.reversed() { done.bus(self, didRemove: device) }
+                    throw error
+                }
+            }
             s.devices[uuid] = DeviceRecord(device: device, aggregation: 1)
             s.vgpuIDs[pi].insert(id)
             s.iommuGroups.insert(group)
@@ -201,7 +225,7 @@ public final class MdevBus: Sendable {
             s.iommuGroups.remove(device.iommuGroup)
             s.lowestFreeGroup = min(s.lowestFreeGroup, device.iommuGroup)
             MdevBus.charge(&s.used[pi], device.type.config, times: -record.aggregation)
-            s.observer?.bus(self, didRemove: device)
+            for observer in s.live.reversed() { observer.bus(self, didRemove: device) }
         }
     }
 
@@ -229,8 +253,11 @@ public final class MdevBus: Sendable {
                 try MdevBus.checkFits(type.config, times: extra, free: free(parents[pi].config, s.used[pi]),
                                       parent: record.device.parent, typeID: type.id)
             }
+            guard extra != 0 else { return }
+            for observer in s.live { try observer.bus(self, willAggregate: record.device, to: count) }
             MdevBus.charge(&s.used[pi], type.config, times: extra)
             s.devices[uuid]!.aggregation = count
+            for observer in s.live { observer.bus(self, didAggregate: record.device, to: count) }
         }
     }
 

@@ -29,12 +29,17 @@ public final class SysfsView: MdevBusObserver, @unchecked Sendable {
         self.bus = bus
         self.tree = tree
         try tree.update { (c: inout TreeContents) throws(FSError) in try build(&c) }
-        bus.setObserver(self)
+        bus.addObserver(self)
     }
 
     /// The directory of a parent, relative to the mount (`sys/devices/pci0000:00/0000:00:02.0`).
     public static func parentPath(_ parent: MdevParent) -> String {
         "sys/devices/\(parent.address.rootBus)/\(parent.name)"
+    }
+
+    /// The directory of a device, relative to the mount.
+    public static func devicePath(_ device: MdevDevice, on parent: MdevParent) -> String {
+        parentPath(parent) + "/" + device.uuid
     }
 
     private func build(_ c: inout TreeContents) throws(FSError) {
@@ -104,7 +109,8 @@ public final class SysfsView: MdevBusObserver, @unchecked Sendable {
         do {
             try tree.update { (c: inout TreeContents) throws(FSError) in try addDevice(device, &c) }
         } catch {
-            // Nothing is left half-created: take back whatever was added.
+            // Nothing is left half-created: the update either applied whole or
+            // stopped part-way, so take back whatever was added.
             removeDevice(device)
             throw MdevError(error.errno, "could not build the sysfs directory of \(device.uuid): \(error.reason)")
         }

@@ -3,7 +3,7 @@ import Foundation
 import FuseBridge
 import Logging
 import MdevCore
-import MdevSysfs
+import Simulator
 
 struct Mount: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -29,6 +29,9 @@ struct Mount: ParsableCommand {
     @Option(name: .long, help: "Host description, YAML or JSON (default: the built-in Kaby Lake host).")
     var config: String?
 
+    @Option(name: .long, help: "Clock of new vGPUs' workloads: 'real' (wall time) or 'stepped' (advances only on vfio/<uuid>/workload/step, for reproducible state). Overrides the config.")
+    var clock: String?
+
     @Flag(name: .long, help: "Let other users use the mount (needs user_allow_other in /etc/fuse.conf for non-root).")
     var allowOther = false
 
@@ -42,6 +45,9 @@ struct Mount: ParsableCommand {
     var fuseDebug = false
 
     func validate() throws {
+        if let clock, !["real", "stepped"].contains(clock) {
+            throw ValidationError("--clock must be 'real' or 'stepped'")
+        }
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error")
         }
@@ -52,17 +58,17 @@ struct Mount: ParsableCommand {
         var logger = Logger(label: "mdevsim")
         logger.logLevel = Logger.Level(rawValue: logLevel)!
 
-        let host: HostConfig
+        var host: HostConfig
         do {
             host = try config.map { try HostConfig.load(path: $0) } ?? .builtIn
         } catch {
             throw CLIError("\(error)")
         }
+        if let clock { host = host.withClock(clock) }
         try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
 
-        let bus = MdevBus(config: host)
-        let view: SysfsView
-        do { view = try SysfsView(bus: bus) } catch { throw CLIError("cannot build the sysfs tree: \(error)") }
+        let simulated: SimulatedHost
+        do { simulated = try SimulatedHost(config: host) } catch { throw CLIError("cannot build the tree: \(error)") }
 
         var options = MountOptions()
         options.allowOther = allowOther
@@ -70,16 +76,16 @@ struct Mount: ParsableCommand {
         options.debug = fuseDebug
         let session: FuseSession
         do {
-            session = try FuseSession(tree: view.tree, mountpoint: directory, options: options, logger: logger)
+            session = try FuseSession(tree: simulated.tree, mountpoint: directory, options: options, logger: logger)
         } catch {
             throw CLIError("\(error)")
         }
         session.installSignalHandlers()
-        let parents = bus.parents.map { "\($0.name) (\($0.types.count) types)" }.joined(separator: ", ")
+        let parents = simulated.bus.parents.map { "\($0.name) (\($0.types.count) types)" }.joined(separator: ", ")
         logger.notice("serving \(directory)/sys: \(parents)")
         let rc = session.run()
         logger.notice("unmounted \(directory)")
-        withExtendedLifetime(view) {}
+        withExtendedLifetime(simulated) {}
         if rc != 0 && rc != SIGTERM && rc != SIGINT && rc != SIGHUP {
             throw ExitCode(1)
         }

@@ -3,6 +3,7 @@ import FuseBridge
 import Logging
 import MdevCore
 import MdevSysfs
+import Simulator
 import Testing
 import VirtualFS
 
@@ -28,8 +29,8 @@ let testMountOptions: MountOptions = {
 /// unmounted when the body returns or throws.
 struct MountedHost {
     let root: String
-    let bus: MdevBus
-    let view: SysfsView
+    let host: SimulatedHost
+    var bus: MdevBus { host.bus }
 
     var parent: String { root + "/sys/devices/pci0000:00/0000:00:02.0" }
     func typeDir(_ type: String, parent: String = "0000:00:02.0") -> String {
@@ -39,6 +40,7 @@ struct MountedHost {
         Int(try readText(typeDir(type, parent: parent) + "/available_instances").trimmingCharacters(in: .whitespacesAndNewlines))!
     }
     func device(_ uuid: String) -> String { root + "/sys/bus/mdev/devices/\(uuid)" }
+    func vfio(_ uuid: String) -> String { root + "/vfio/\(uuid)" }
 }
 
 let testBase: String = {
@@ -63,14 +65,13 @@ func makeTempDirectory(_ prefix: String = "mdevsim-test") -> String {
 
 func withMountedHost<R>(_ config: HostConfig = .builtIn, _ body: (MountedHost) throws -> R) throws -> R {
     let dir = makeTempDirectory()
-    let bus = MdevBus(config: config)
-    let view = try SysfsView(bus: bus)
-    let mount = try BackgroundMount(tree: view.tree, mountpoint: dir, options: testMountOptions, logger: testLogger)
+    let host = try SimulatedHost(config: config)
+    let mount = try BackgroundMount(tree: host.tree, mountpoint: dir, options: testMountOptions, logger: testLogger)
     defer {
         mount.stop()
         try? FileManager.default.removeItem(atPath: dir)
     }
-    return try body(MountedHost(root: dir, bus: bus, view: view))
+    return try body(MountedHost(root: dir, host: host))
 }
 
 // MARK: Plain POSIX file calls, reporting errno

@@ -1,0 +1,73 @@
+import CVFIO
+import Foundation
+import GPUModel
+
+/// What VFIO_DEVICE_GET_INFO, GET_REGION_INFO and GET_IRQ_INFO would report
+/// for a vGPU, as JSON for `vfio/<uuid>/info`. Values come from <linux/vfio.h>.
+struct DeviceInfo: Encodable {
+    struct Region: Encodable {
+        let index: Int
+        let name: String
+        let size: Int
+        let flags: [String]
+        let flagsValue: UInt32
+        let file: String?
+        enum CodingKeys: String, CodingKey { case index, name, size, flags, flagsValue = "flags_value", file }
+    }
+    struct IRQ: Encodable {
+        let index: Int
+        let name: String
+        let count: Int
+        let flags: [String]
+        let flagsValue: UInt32
+        enum CodingKeys: String, CodingKey { case index, name, count, flags, flagsValue = "flags_value" }
+    }
+
+    let uuid: String
+    let deviceAPI = "vfio-pci"
+    let flags: [String]
+    let flagsValue: UInt32
+    let numRegions: Int
+    let numIRQs: Int
+    let regions: [Region]
+    let irqs: [IRQ]
+
+    enum CodingKeys: String, CodingKey {
+        case uuid, deviceAPI = "device_api", flags, flagsValue = "flags_value", numRegions = "num_regions"
+        case numIRQs = "num_irqs", regions, irqs
+    }
+
+    init(uuid: String, bar0Size: Int, apertureSize: Int) {
+        self.uuid = uuid
+        flagsValue = UInt32(VFIO_DEVICE_FLAGS_PCI) | UInt32(VFIO_DEVICE_FLAGS_RESET)
+        flags = ["VFIO_DEVICE_FLAGS_PCI", "VFIO_DEVICE_FLAGS_RESET"]
+        numRegions = Int(VFIO_PCI_NUM_REGIONS)
+        numIRQs = Int(VFIO_PCI_NUM_IRQS)
+        let rw = UInt32(VFIO_REGION_INFO_FLAG_READ) | UInt32(VFIO_REGION_INFO_FLAG_WRITE)
+        let mmap = rw | UInt32(VFIO_REGION_INFO_FLAG_MMAP)
+        func names(_ v: UInt32) -> [String] {
+            [(UInt32(VFIO_REGION_INFO_FLAG_READ), "READ"), (UInt32(VFIO_REGION_INFO_FLAG_WRITE), "WRITE"),
+             (UInt32(VFIO_REGION_INFO_FLAG_MMAP), "MMAP")].filter { v & $0.0 != 0 }.map(\.1)
+        }
+        regions = [
+            Region(index: Int(VFIO_PCI_BAR0_REGION_INDEX), name: "BAR0", size: bar0Size, flags: names(rw), flagsValue: rw, file: "regions/bar0"),
+            Region(index: Int(VFIO_PCI_BAR2_REGION_INDEX), name: "BAR2", size: apertureSize, flags: names(mmap), flagsValue: mmap, file: nil),
+            Region(index: Int(VFIO_PCI_CONFIG_REGION_INDEX), name: "CONFIG", size: ConfigSpace.size, flags: names(rw), flagsValue: rw, file: "regions/config"),
+        ]
+        let intx = UInt32(VFIO_IRQ_INFO_EVENTFD) | UInt32(VFIO_IRQ_INFO_MASKABLE) | UInt32(VFIO_IRQ_INFO_AUTOMASKED)
+        let msi = UInt32(VFIO_IRQ_INFO_EVENTFD) | UInt32(VFIO_IRQ_INFO_NORESIZE)
+        irqs = [
+            IRQ(index: Int(VFIO_PCI_INTX_IRQ_INDEX), name: "INTX", count: 1, flags: ["EVENTFD", "MASKABLE", "AUTOMASKED"], flagsValue: intx),
+            IRQ(index: Int(VFIO_PCI_MSI_IRQ_INDEX), name: "MSI", count: 1, flags: ["EVENTFD", "NORESIZE"], flagsValue: msi),
+            IRQ(index: Int(VFIO_PCI_MSIX_IRQ_INDEX), name: "MSIX", count: 0, flags: [], flagsValue: 0),
+            IRQ(index: Int(VFIO_PCI_ERR_IRQ_INDEX), name: "ERR", count: 0, flags: [], flagsValue: 0),
+            IRQ(index: Int(VFIO_PCI_REQ_IRQ_INDEX), name: "REQ", count: 0, flags: [], flagsValue: 0),
+        ]
+    }
+
+    var json: String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: try! encoder.encode(self), as: UTF8.self) + "\n"
+    }
+}

@@ -1,0 +1,139 @@
+import Foundation
+import GPUModel
+import MdevCore
+import MdevSysfs
+import Synchronization
+import VirtualFS
+
+/// The VFIO side of every vGPU, in the mount at `vfio/<uuid>/`, backed by a
+/// `GPUModel.VGPU` built when the device is created:
+///
+///     vfio/<uuid>/info               what VFIO_DEVICE_GET_INFO / GET_REGION_INFO report (JSON)
+///     vfio/<uuid>/regions/config     config space region (pread/pwrite)
+///     vfio/<uuid>/regions/bar0       BAR0 region: registers, then the GGTT in the upper half
+///     vfio/<uuid>/reset              write 1: function-level reset
+///     vfio/<uuid>/state_digest       digest of the whole device state
+///     vfio/<uuid>/workload/          seed, dirty_rate_mbps, working_set_mib, clock, step, ticks, running
+///     vfio/<uuid>/sysfs ->           the sysfs device
+///
+/// and `sys/.../<uuid>/vfio-dev/vfio<N>/` with a link back here.
+public final class VFIOView: MdevBusObserver, @unchecked Sendable {
+    public let tree: Tree
+    public let bus: MdevBus
+
+    struct Entry {
+        let device: VGPU
+        let opens: OpenCount
+    }
+
+    private let devices = Mutex<[String: Entry]>([:])
+    private var vfioRoot: Inode = 0
+
+    public init(bus: MdevBus, tree: Tree) throws(FSError) {
+        self.bus = bus
+        self.tree = tree
+        vfioRoot = try tree.update { (c: inout TreeContents) throws(FSError) -> Inode in try c.directories("vfio") }
+        bus.addObserver(self)
+    }
+
+    /// The simulated hardware of a device, if it exists.
+    public func device(_ uuid: String) -> VGPU? { devices.withLock { $0[uuid]?.device } }
+
+    /// The hardware a device of this type and aggregation has.
+    public static func geometry(for device: MdevDevice, parent: MdevParent, aggregation: Int) -> VGPUGeometry {
+        let t = device.type.config
+        let dims = t.resolution.split(separator: "x").compactMap { Int($0) }
+        let p = parent.config
+        return VGPUGeometry(
+            lowGMBytes: UInt64(t.lowGMMB * aggregation) << 20, highGMBytes: UInt64(t.highGMMB * aggregation) << 20,
+            fences: t.fences * aggregation, width: dims.first ?? 1920, height: dims.count > 1 ? dims[1] : 1200,
+            vgpuID: device.vgpuID, vendorID: UInt16(truncatingIfNeeded: p.vendor.value),
+            deviceID: UInt16(truncatingIfNeeded: p.device.value),
+            subsystemVendorID: UInt16(truncatingIfNeeded: p.subsystemVendor.value),
+            subsystemID: UInt16(truncatingIfNeeded: p.subsystemDevice.value), revision: UInt8(truncatingIfNeeded: p.revision.value))
+    }
+
+    /// Each device's default seed comes from its UUID: distinct devices differ,
+    /// the same UUID always starts the same way.
+    static func defaultSeed(_ uuid: String) -> UInt64 {
+        uuid.utf8.reduce(0xcbf2_9ce4_8422_2325 as UInt64) { ($0 ^ UInt64($1)) &* 0x0000_0100_0000_01b3 }
+    }
+
+    // MARK: MdevBusObserver
+
+    public func bus(_ bus: MdevBus, didCreate device: MdevDevice) throws(MdevError) {
+        guard let parent = bus.parent(named: device.parent) else { throw MdevError(ENODEV, "parent \(device.parent) vanished") }
+        let defaults = parent.config.workload
+        let workload = WorkloadConfig(seed: defaults.seed ?? VFIOView.defaultSeed(device.uuid), dirtyRateMBps: defaults.dirtyRateMBps,
+                                      workingSetMiB: defaults.workingSetMiB, clock: ClockMode(rawValue: defaults.clock) ?? .realTime)
+        let gpu = VGPU(uuid: device.uuid, geometry: VFIOView.geometry(for: device, parent: parent, aggregation: 1), workload: workload)
+        let entry = Entry(device: gpu, opens: OpenCount())
+        do {
+            try tree.update { (c: inout TreeContents) throws(FSError) in try addNodes(device, parent, entry, &c) }
+        } catch {
+            removeNodes(device, parent)
+            throw MdevError(error.errno, "could not build vfio/\(device.uuid): \(error.reason)")
+        }
+        devices.withLock { $0[device.uuid] = entry }
+    }
+
+    public func bus(_ bus: MdevBus, didRemove device: MdevDevice) {
+        devices.withLock { _ = $0.removeValue(forKey: device.uuid) }
+        if let parent = bus.parent(named: device.parent) { removeNodes(device, parent) }
+    }
+
+    public func bus(_ bus: MdevBus, willAggregate device: MdevDevice, to count: Int) throws(MdevError) {
+        if let entry = devices.withLock({ $0[device.uuid] }), entry.opens.value > 0 {
+            throw MdevError(EBUSY, "mdev \(device.uuid) is in use (a region of vfio/\(device.uuid) is open); aggregation can change only before the device is opened")
+        }
+    }
+
+    /// New hardware sized for the new aggregation replaces the old one.
+    public func bus(_ bus: MdevBus, didAggregate device: MdevDevice, to count: Int) {
+        guard let parent = bus.parent(named: device.parent) else { return }
+        let old = devices.withLock { $0[device.uuid] }
+        let gpu = VGPU(uuid: device.uuid, geometry: VFIOView.geometry(for: device, parent: parent, aggregation: count),
+                       workload: old?.device.workloadConfig ?? .default)
+        let entry = Entry(device: gpu, opens: OpenCount())
+        removeNodes(device, parent)
+        try? tree.update { (c: inout TreeContents) throws(FSError) in try addNodes(device, parent, entry, &c) }
+        devices.withLock { $0[device.uuid] = entry }
+    }
+
+    // MARK: Nodes
+
+    private func addNodes(_ device: MdevDevice, _ parent: MdevParent, _ entry: Entry, _ c: inout TreeContents) throws(FSError) {
+        let gpu = entry.device
+        let uuid = device.uuid
+        let dir = try c.directory(uuid, in: vfioRoot)
+        let (bar0Size, aperture) = gpu.withHardware { ($0.bar0Size, $0.apertureSize) }
+        try c.attribute("info", in: dir, .constant(DeviceInfo(uuid: uuid, bar0Size: bar0Size, apertureSize: aperture).json))
+        let regions = try c.directory("regions", in: dir)
+        try c.file("config", in: regions, RegionFile(kind: .config, device: gpu, size: ConfigSpace.size, opens: entry.opens), permissions: 0o600)
+        try c.file("bar0", in: regions, RegionFile(kind: .bar0, device: gpu, size: bar0Size, opens: entry.opens), permissions: 0o600)
+        try c.attribute("reset", in: dir, Attribute(store: { (bytes: [UInt8]) throws(FSError) in
+            guard let value = KernelParsing.kstrtoul(bytes) else { throw .invalid("write 1 to reset the device") }
+            if value != 0 { gpu.reset() }
+        }))
+        try c.attribute("state_digest", in: dir, Attribute(show: { gpu.stateDigest + "\n" }))
+        try WorkloadFiles.add(to: dir, gpu, &c)
+        try c.symlink("sysfs", in: dir, to: "../../sys/bus/mdev/devices/\(uuid)")
+
+        let sysDevice = try c.resolve(SysfsView.devicePath(device, on: parent)).ino
+        let vfioDev = try c.directory("vfio-dev", in: sysDevice)
+        let name = "vfio\(device.iommuGroup)"
+        let node = try c.directory(name, in: vfioDev)
+        try c.attribute("dev", in: node, .constant("511:\(device.iommuGroup)\n"))
+        try c.attribute("uevent", in: node, .constant("MAJOR=511\nMINOR=\(device.iommuGroup)\nDEVNAME=vfio/devices/\(name)\n"), permissions: 0o644)
+        try c.symlink("mdevsim", in: node, to: "../../../../../../../vfio/\(uuid)")
+    }
+
+    private func removeNodes(_ device: MdevDevice, _ parent: MdevParent) {
+        tree.update { (c: inout TreeContents) in
+            c.removeIfPresent(device.uuid, in: vfioRoot)
+            if let sysDevice = try? c.resolve(SysfsView.devicePath(device, on: parent)).ino {
+                c.removeIfPresent("vfio-dev", in: sysDevice)
+            }
+        }
+    }
+}

@@ -1,0 +1,51 @@
+import GPUModel
+import MdevCore
+import VirtualFS
+
+/// `vfio/<uuid>/workload/`: the knobs of a device's guest workload.
+enum WorkloadFiles {
+    static func add(to dir: Inode, _ gpu: VGPU, _ c: inout TreeContents) throws(FSError) {
+        let w = try c.directory("workload", in: dir)
+        func knob(_ name: String, show: @escaping @Sendable (WorkloadConfig) -> String,
+                  parse: @escaping @Sendable (String, inout WorkloadConfig) throws(FSError) -> Void) throws(FSError) {
+            try c.attribute(name, in: w, Attribute(
+                show: { show(gpu.workloadConfig) + "\n" },
+                store: { (bytes: [UInt8]) throws(FSError) in
+                    var config = gpu.workloadConfig
+                    let text = String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+                    try parse(text, &config)
+                    gpu.setWorkload(config)
+                }))
+        }
+        try knob("seed", show: { String($0.seed) }) { (text: String, config: inout WorkloadConfig) throws(FSError) in
+            guard let v = KernelParsing.kstrtoul(Array(text.utf8)) else { throw .invalid("seed is an unsigned integer, got '\(text.prefix(32))'") }
+            config.seed = v
+        }
+        try knob("dirty_rate_mbps", show: { String($0.dirtyRateMBps) }) { (text: String, config: inout WorkloadConfig) throws(FSError) in
+            guard let v = Double(text), v.isFinite, v >= 0, v <= 100_000 else {
+                throw .invalid("dirty_rate_mbps is MB per second of workload clock, 0...100000, got '\(text.prefix(32))'")
+            }
+            config.dirtyRateMBps = v
+        }
+        try knob("working_set_mib", show: { String($0.workingSetMiB) }) { (text: String, config: inout WorkloadConfig) throws(FSError) in
+            guard let v = Int(text), (0...65536).contains(v) else {
+                throw .invalid("working_set_mib is the texture pool size in MiB, 0...65536, got '\(text.prefix(32))'")
+            }
+            config.workingSetMiB = v
+        }
+        try knob("clock", show: { $0.clock.rawValue }) { (text: String, config: inout WorkloadConfig) throws(FSError) in
+            guard let v = ClockMode(rawValue: text) else {
+                throw .invalid("clock is 'real' or 'stepped', got '\(text.prefix(32))'")
+            }
+            config.clock = v
+        }
+        try c.attribute("step", in: w, Attribute(store: { (bytes: [UInt8]) throws(FSError) in
+            guard let n = KernelParsing.kstrtoul(bytes), n <= 1_000_000 else {
+                throw .invalid("write the number of ticks to advance (at most 1000000)")
+            }
+            do throws(AccessError) { try gpu.step(n) } catch { throw FSError(error.errno, error.message) }
+        }))
+        try c.attribute("ticks", in: w, Attribute(show: { "\(gpu.ticks)\n" }))
+        try c.attribute("running", in: w, Attribute(show: { gpu.isRunning ? "1\n" : "0\n" }))
+    }
+}

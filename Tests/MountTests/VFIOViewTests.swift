@@ -1,0 +1,201 @@
+import Foundation
+import GPUModel
+import MdevCore
+import Testing
+
+/// pread/pwrite of a little-endian value of `size` bytes; throws Errno.
+func preadValue(_ fd: Int32, _ offset: Int, _ size: Int) throws -> UInt64 {
+    var value: UInt64 = 0
+    let n = withUnsafeMutableBytes(of: &value) { pread(fd, $0.baseAddress, size, off_t(offset)) }
+    guard n == size else { throw Errno(code: n < 0 ? errno : EIO) }
+    return UInt64(littleEndian: value)
+}
+
+func pwriteValue(_ fd: Int32, _ offset: Int, _ size: Int, _ value: UInt64) throws {
+    var v = value.littleEndian
+    let n = withUnsafeBytes(of: &v) { pwrite(fd, $0.baseAddress, size, off_t(offset)) }
+    guard n == size else { throw Errno(code: n < 0 ? errno : EIO) }
+}
+
+func openFile(_ path: String, _ flags: Int32 = O_RDWR) throws -> Int32 {
+    let fd = open(path, flags)
+    guard fd >= 0 else { throw Errno(code: errno) }
+    return fd
+}
+
+@Suite("VFIO device view through a real FUSE mount", .enabled(if: canMount), .timeLimit(.minutes(1)))
+struct VFIOViewTests {
+    let table = RegisterTable.gvt(VGPUGeometry(lowGMBytes: 128 << 20, highGMBytes: 512 << 20))
+    func reg(_ name: String) -> Int { table[name]!.offset }
+
+    @Test("each vGPU gets vfio/<uuid>/ with info as VFIO_DEVICE_GET_INFO reports it, linked both ways with sysfs")
+    func layoutAndInfo() throws {
+        try withMountedHost { h in
+            try writeText(h.typeDir("i915-GVTg_V5_4") + "/create", uuidA)
+            #expect(try listDir(h.vfio(uuidA)) == ["info", "regions", "reset", "state_digest", "sysfs", "workload"])
+            #expect(try listDir(h.vfio(uuidA) + "/regions") == ["bar0", "config"])
+            #expect(try listDir(h.vfio(uuidA) + "/workload") == ["clock", "dirty_rate_mbps", "running", "seed", "step", "ticks", "working_set_mib"])
+            #expect(realPath(h.vfio(uuidA) + "/sysfs") == h.parent + "/" + uuidA)
+            let vfioDev = try listDir(h.device(uuidA) + "/vfio-dev")
+            #expect(vfioDev.count == 1 && vfioDev[0].hasPrefix("vfio"))
+            #expect(realPath(h.device(uuidA) + "/vfio-dev/\(vfioDev[0])/mdevsim") == h.vfio(uuidA))
+
+            let info = try JSONSerialization.jsonObject(with: Data(try readText(h.vfio(uuidA) + "/info").utf8)) as! [String: Any]
+            #expect(info["flags_value"] as? Int == 3)          // VFIO_DEVICE_FLAGS_RESET | VFIO_DEVICE_FLAGS_PCI
+            #expect(info["num_regions"] as? Int == 9)
+            #expect(info["num_irqs"] as? Int == 5)
+            let regions = info["regions"] as! [[String: Any]]
+            let bar0 = regions.first { $0["name"] as? String == "BAR0" }!
+            #expect(bar0["index"] as? Int == 0)
+            #expect(bar0["size"] as? Int == 16 << 20)
+            #expect(bar0["flags_value"] as? Int == 3)
+            let config = regions.first { $0["name"] as? String == "CONFIG" }!
+            #expect(config["index"] as? Int == 7)
+            #expect(config["size"] as? Int == 256)
+            let bar2 = regions.first { $0["name"] as? String == "BAR2" }!
+            #expect(bar2["size"] as? Int == 128 << 20)
+            var st = stat()
+            #expect(stat(h.vfio(uuidA) + "/regions/bar0", &st) == 0 && st.st_size == 16 << 20)
+            // Removing the device removes its VFIO folder.
+            try writeText(h.device(uuidA) + "/remove", "1")
+            #expect(!exists(h.vfio(uuidA)))
+        }
+    }
+
+    @Test("regions/config: header, BAR sizing and RW1C through pread/pwrite")
+    func configRegion() throws {
+        try withMountedHost { h in
+            try writeText(h.typeDir("i915-GVTg_V5_8") + "/create", uuidA)
+            let fd = try openFile(h.vfio(uuidA) + "/regions/config")
+            defer { close(fd) }
+            #expect(try preadValue(fd, 0, 4) == 0x591d_8086)
+            #expect(try preadValue(fd, 0x0a, 2) == 0x0300)
+            try pwriteValue(fd, 0x10, 4, 0xffff_ffff)
+            #expect(try preadValue(fd, 0x10, 4) == 0xff00_0004)
+            try pwriteValue(fd, 0x18, 4, 0xffff_ffff)
+            #expect(try preadValue(fd, 0x18, 4) == 0xfc00_000c)       // 64 MiB aperture for V5_8
+            // A whole-header read works, split as vfio-pci does.
+            let whole = try readBytes(h.vfio(uuidA) + "/regions/config")
+            #expect(whole.count == 256 && whole[0] == 0x86 && whole[0x34] == 0x40)
+            var two = [UInt8](repeating: 0, count: 2)
+            #expect(pread(fd, &two, 2, 255) == 1)                        // clipped at the end of the region
+            #expect(pread(fd, &two, 2, 300) == -1 && errno == EINVAL)
+            h.host.vfio.device(uuidA)!.signalConfigStatus(offset: 0x07, bits: 0x10)
+            #expect(try preadValue(fd, 0x06, 2) == 0x1010)
+            try pwriteValue(fd, 0x06, 2, 0x1000)
+            #expect(try preadValue(fd, 0x06, 2) == 0x0010)
+        }
+    }
+
+    @Test("regions/bar0: registers at native width only, GGTT in the upper half, EINVAL outside")
+    func bar0Region() throws {
+        try withMountedHost { h in
+            try writeText(h.typeDir("i915-GVTg_V5_4") + "/create", uuidA)
+            let fd = try openFile(h.vfio(uuidA) + "/regions/bar0")
+            defer { close(fd) }
+            #expect(try preadValue(fd, reg("VGT_MAGIC"), 8) == 0x4776_5447_7654_4776)
+            #expect(try preadValue(fd, reg("PLANE_1_A_SIZE"), 4) == UInt64(1199 << 16 | 1919))
+            #expect(errnoOf { _ = try preadValue(fd, reg("RING_TAIL"), 8) } == EINVAL)
+            #expect(errnoOf { _ = try preadValue(fd, reg("FENCE_0"), 4) } == EINVAL)
+            #expect(errnoOf { _ = try preadValue(fd, reg("RING_TAIL") + 2, 2) } == EINVAL)
+            #expect(errnoOf { _ = try preadValue(fd, 16 << 20, 4) } == EINVAL)
+            var page = [UInt8](repeating: 0, count: 4096)
+            #expect(pread(fd, &page, 4096, 0) == -1 && errno == EINVAL)
+            try pwriteValue(fd, reg("FENCE_5"), 8, 0x0012_3000_0004_5001)
+            #expect(try preadValue(fd, reg("FENCE_5"), 8) == 0x0012_3000_0004_5001)
+            let ggtt = 8 << 20
+            try pwriteValue(fd, ggtt + 100 * 8, 8, 777 << 12 | 1)
+            #expect(try preadValue(fd, ggtt + 100 * 8, 8) == 777 << 12 | 1)
+            #expect(h.host.vfio.device(uuidA)!.withHardware { $0.frame(forGraphicsAddress: 100 * 4096) } == 777)
+            #expect(errnoOf { try pwriteValue(fd, ggtt + 4, 4, 0) } == EINVAL)
+        }
+    }
+
+    @Test("workload through files: stepped clock, same seed and steps give the same state_digest")
+    func steppedWorkload() throws {
+        try withMountedHost(HostConfig.builtIn.withClock("stepped")) { h in
+            func run(_ uuid: String, seed: String, steps: [String]) throws -> String {
+                try writeText(h.typeDir("i915-GVTg_V5_8") + "/create", uuid)
+                try writeText(h.vfio(uuid) + "/workload/dirty_rate_mbps", "4")
+                try writeText(h.vfio(uuid) + "/workload/seed", seed)
+                for n in steps { try writeText(h.vfio(uuid) + "/workload/step", n) }
+                return try readText(h.vfio(uuid) + "/state_digest")
+            }
+            let a = try run(uuidA, seed: "1", steps: ["120"])
+            #expect(a.count == 33)
+            #expect(try readText(h.vfio(uuidA) + "/workload/ticks") == "120\n")
+            #expect(try readText(h.vfio(uuidA) + "/workload/clock") == "stepped\n")
+            try writeText(h.device(uuidA) + "/remove", "1")
+            // The same device again (same vGPU id), same seed, the same ticks in other chunks.
+            #expect(try run(uuidA, seed: "1", steps: ["60", "60"]) == a)
+            try writeText(h.device(uuidA) + "/remove", "1")
+            #expect(try run(uuidA, seed: "2", steps: ["120"]) != a)
+            #expect(try run(uuidB, seed: "1", steps: ["0"]) != a)
+            #expect(errnoOf { try writeText(h.vfio(uuidA) + "/workload/clock", "sometimes") } == EINVAL)
+            #expect(errnoOf { try writeText(h.vfio(uuidA) + "/workload/dirty_rate_mbps", "-1") } == EINVAL)
+            try writeText(h.vfio(uuidA) + "/workload/clock", "real")
+            #expect(errnoOf { try writeText(h.vfio(uuidA) + "/workload/step", "1") } == EINVAL)
+        }
+    }
+
+    @Test("a freshly created vGPU visibly works on the real-time clock")
+    func realTimeDefault() throws {
+        try withMountedHost { h in
+            try writeText(h.typeDir("i915-GVTg_V5_8") + "/create", uuidA)
+            #expect(try readText(h.vfio(uuidA) + "/workload/running") == "1\n")
+            let first = try readText(h.vfio(uuidA) + "/state_digest")
+            usleep(50_000)
+            #expect(try readText(h.vfio(uuidA) + "/state_digest") != first)
+            let fd = try openFile(h.vfio(uuidA) + "/regions/bar0")
+            defer { close(fd) }
+            #expect(try preadValue(fd, reg("RING_CTL"), 4) & 1 == 1)
+            #expect(try preadValue(fd, reg("RING_HEAD"), 4) > 0)
+        }
+    }
+
+    @Test("reset: writing 1 returns registers to reset values")
+    func reset() throws {
+        try withMountedHost { h in
+            try writeText(h.typeDir("i915-GVTg_V5_8") + "/create", uuidA)
+            try writeText(h.vfio(uuidA) + "/workload/clock", "stepped")
+            try writeText(h.vfio(uuidA) + "/workload/step", "5")
+            let fd = try openFile(h.vfio(uuidA) + "/regions/bar0")
+            defer { close(fd) }
+            #expect(try preadValue(fd, reg("RING_CTL"), 4) != 0)
+            try writeText(h.vfio(uuidA) + "/reset", "0")
+            #expect(try preadValue(fd, reg("RING_CTL"), 4) != 0)
+            try writeText(h.vfio(uuidA) + "/reset", "1")
+            #expect(try preadValue(fd, reg("RING_CTL"), 4) == 0)
+            #expect(try preadValue(fd, reg("GT_IMR"), 4) == 0xffff_ffff)
+            #expect(errnoOf { try writeText(h.vfio(uuidA) + "/reset", "please") } == EINVAL)
+        }
+    }
+
+    @Test("aggregation is refused with EBUSY while a region is open, and resizes the hardware once allowed")
+    func aggregationWhileOpen() throws {
+        try withMountedHost(twoParentConfig) { h in
+            try writeText(h.typeDir("i915-GVTg_V5_4") + "/create", uuidA)
+            let fd = try openFile(h.vfio(uuidA) + "/regions/bar0")
+            #expect(errnoOf { try writeText(h.device(uuidA) + "/mdev/aggregated_instances", "2") } == EBUSY)
+            #expect(try readText(h.device(uuidA) + "/mdev/aggregated_instances") == "1\n")
+            close(fd)
+            try writeText(h.device(uuidA) + "/mdev/aggregated_instances", "2")
+            let again = try openFile(h.vfio(uuidA) + "/regions/bar0")
+            defer { close(again) }
+            #expect(try preadValue(again, reg("VGT_LOW_GM_SIZE"), 4) == 256 << 20)
+            #expect(try preadValue(again, reg("VGT_HIGH_GM_SIZE"), 4) == 1024 << 20)
+            #expect(try preadValue(again, reg("VGT_FENCE_NUM"), 4) == 8)
+        }
+    }
+
+    @Test("a region opened before its device was removed fails with ENODEV")
+    func removedDevice() throws {
+        try withMountedHost { h in
+            try writeText(h.typeDir("i915-GVTg_V5_8") + "/create", uuidA)
+            let fd = try openFile(h.vfio(uuidA) + "/regions/bar0")
+            defer { close(fd) }
+            try writeText(h.device(uuidA) + "/remove", "1")
+            #expect(errnoOf { _ = try preadValue(fd, reg("RING_CTL"), 4) } == ENODEV)
+        }
+    }
+}
