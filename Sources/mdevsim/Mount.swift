@@ -81,7 +81,10 @@ struct Mount: ParsableCommand {
             throw CLIError("\(error)")
         }
         session.installSignalHandlers()
-        let parents = simulated.bus.parents.map { "\($0.name) (\($0.types.count) types)" }.joined(separator: ", ")
+        let all = simulated.bus.parents
+        let parents = all.count <= 4
+            ? all.map { "\($0.name) (\($0.types.count) types)" }.joined(separator: ", ")
+            : "\(all.count) parents, \(all.first!.name) to \(all.last!.name)"
         logger.notice("serving \(directory)/sys: \(parents)")
         let rc = session.run()
         logger.notice("unmounted \(directory)")

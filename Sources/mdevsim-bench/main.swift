@@ -1,0 +1,87 @@
+// mdevsim-bench: benchmarks that print their numbers. Build in release:
+//   swift build -c release --product mdevsim-bench && .build/release/mdevsim-bench memory
+import ArgumentParser
+import Foundation
+
+@main
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mdevsim-bench",
+        abstract: "Benchmarks of mdevsim that print their numbers.",
+        subcommands: [IdleMemory.self]
+    )
+}
+
+/// Creates many idle vGPUs of the largest type through `create` and reports the
+/// daemon's resident memory per vGPU and the creation rate.
+struct IdleMemory: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "memory",
+        abstract: "Resident memory per idle vGPU and the time to create them.",
+        discussion: "Example: mdevsim-bench memory --count 1000 (goal: under 64 KiB per idle vGPU)"
+    )
+
+    @Option(help: "vGPUs to create.") var count = 1000
+    @Option(help: "The mdevsim binary (default: beside this one).") var mdevsim: String?
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() throws {
+        let binary = mdevsim ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("mdevsim").path
+        let perParent = 64
+        let parents = (count + perParent - 1) / perParent
+        // V5_1 (512 MB low, 2 GB high, 4 fences) ×64 per parent.
+        var yaml = "parents:\n"
+        for i in 0..<parents {
+            yaml += "  - { address: \"0000:\(String(format: "%02x", 1 + i / 32)):\(String(format: "%02x", i % 32)).0\", aperture_mb: \(128 + 512 * perParent), hidden_mb: \(384 + 2048 * perParent), fences: \(4 + 4 * perParent), max_vgpus: \(perParent + 1) }\n"
+        }
+        let dir = NSTemporaryDirectory() + "mdevsim-bench-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir + "/mnt", withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try yaml.write(toFile: dir + "/host.yaml", atomically: true, encoding: .utf8)
+
+        let daemon = Process()
+        daemon.executableURL = URL(fileURLWithPath: binary)
+        daemon.arguments = ["mount", dir + "/mnt", "--config", dir + "/host.yaml", "--log-level", "warning"]
+        try daemon.run()
+        defer {
+            kill(daemon.processIdentifier, SIGTERM)
+            daemon.waitUntilExit()
+        }
+        let bus = dir + "/mnt/sys/class/mdev_bus"
+        let deadline = Date().addingTimeInterval(30)
+        while !FileManager.default.fileExists(atPath: bus) && Date() < deadline { usleep(10_000) }
+        guard FileManager.default.fileExists(atPath: bus) else { throw ValidationError("mdevsim did not mount \(dir)/mnt") }
+
+        let before = residentKiB(daemon.processIdentifier)
+        let start = Date()
+        for n in 0..<count {
+            let parent = String(format: "0000:%02x:%02x.0", 1 + (n / perParent) / 32, (n / perParent) % 32)
+            let uuid = String(format: "00000000-0000-4000-8000-%012x", n + 1)
+            let path = "\(bus)/\(parent)/mdev_supported_types/i915-GVTg_V5_1/create"
+            let fd = open(path, O_WRONLY)
+            guard fd >= 0, write(fd, uuid, 36) == 36 else { throw ValidationError("create \(uuid) on \(parent) failed: \(String(cString: strerror(errno)))") }
+            close(fd)
+        }
+        let seconds = Date().timeIntervalSince(start)
+        let after = residentKiB(daemon.processIdentifier)
+        let listed = try FileManager.default.contentsOfDirectory(atPath: dir + "/mnt/sys/bus/mdev/devices").count
+        guard listed == count else { throw ValidationError("expected \(count) devices, found \(listed)") }
+        let perVGPU = Double(after - before) / Double(count)
+        if json {
+            print(#"{"benchmark":"idle vGPU memory","type":"i915-GVTg_V5_1","count":\#(count),"parents":\#(parents),"rss_before_kib":\#(before),"rss_after_kib":\#(after),"kib_per_vgpu":\#(String(format: "%.2f", perVGPU)),"goal_kib_per_vgpu":64,"create_seconds":\#(String(format: "%.3f", seconds)),"creates_per_second":\#(String(format: "%.0f", Double(count) / seconds))}"#)
+        } else {
+            print("idle vGPUs of i915-GVTg_V5_1 (512 MB low + 2 GB high GM each) on \(parents) parents")
+            print("  created:          \(count) in \(String(format: "%.3f", seconds)) s (\(String(format: "%.0f", Double(count) / seconds)) creates/s)")
+            print("  daemon RSS:       \(before) KiB before, \(after) KiB after")
+            print("  per idle vGPU:    \(String(format: "%.2f", perVGPU)) KiB   (goal: < 64 KiB)  \(perVGPU < 64 ? "met" : "NOT met")")
+        }
+    }
+
+    func residentKiB(_ pid: Int32) -> Int {
+        let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+        for line in status.split(separator: "\n") where line.hasPrefix("VmRSS:") {
+            return Int(line.split(separator: " ").dropFirst().first ?? "0") ?? 0
+        }
+        return 0
+    }
+}
