@@ -6,6 +6,8 @@
 //   VirtualFS  a generic inode tree of directories, attributes and links; no FUSE, no GPUs
 //   FuseBridge the libfuse low-level protocol bridge onto a VirtualFS tree; knows nothing of GPUs
 //   GPUModel   simulated GVT-g hardware per vGPU: config space, MMIO, GGTT, memory, workload; no files
+//   StateStream the device-state stream format: header, records, checksums, compatibility; no devices
+//   Migration  the v2 state machine and save/resume of a GPUModel device over StateStream; no files
 //   MdevCore   the mdev bus and the GVT-g-like parent driver: types, pool, create/remove; no files
 //   MdevSysfs  the kernel's sysfs layout of an MdevCore host, as VirtualFS nodes
 //   VFIOView   each vGPU's VFIO device (regions, info, reset, digest) under vfio/, as VirtualFS nodes
@@ -48,13 +50,15 @@ let package = Package(
             ]
         ),
         .target(name: "GPUModel"),
+        .target(name: "StateStream"),
+        .target(name: "Migration", dependencies: ["CVFIO", "GPUModel", "StateStream"]),
         .target(
             name: "MdevSysfs",
             dependencies: ["MdevCore", "VirtualFS"]
         ),
         .target(
             name: "VFIOView",
-            dependencies: ["CVFIO", "GPUModel", "MdevCore", "MdevSysfs", "VirtualFS"]
+            dependencies: ["CVFIO", "GPUModel", "Migration", "MdevCore", "MdevSysfs", "StateStream", "VirtualFS"]
         ),
         .target(
             name: "Simulator",
@@ -74,6 +78,7 @@ let package = Package(
         ),
         .testTarget(name: "VirtualFSTests", dependencies: ["VirtualFS"]),
         .testTarget(name: "GPUModelTests", dependencies: ["GPUModel"]),
+        .testTarget(name: "MigrationTests", dependencies: ["GPUModel", "Migration", "StateStream"]),
         .testTarget(name: "MdevCoreTests", dependencies: ["MdevCore", "MdevSysfs", "VirtualFS"]),
         .testTarget(
             name: "MountTests",

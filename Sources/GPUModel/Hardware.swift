@@ -202,4 +202,22 @@ public struct Hardware: Sendable {
     }
 
     mutating func markConfigDirty() { dirty.config = true }
+
+    // MARK: Loading saved state (no guest access rules apply)
+
+    /// Sets a register by table index, as a saved image restores it.
+    public mutating func restoreRegister(index: Int, value: UInt64) {
+        let spec = table.registers[index]
+        registers[index] = spec.width == 8 ? value : value & 0xffff_ffff
+    }
+
+    public mutating func restorePTE(_ index: UInt32, _ pte: UInt64) {
+        if pte == 0 { ggtt[index] = nil } else { ggtt[index] = pte }
+    }
+
+    public mutating func restorePage(_ frame: UInt32, _ bytes: ArraySlice<UInt8>) {
+        memory[frame] = Array(bytes)
+    }
+
+    public mutating func restoreConfig(_ bytes: [UInt8]) { config.load(bytes) }
 }

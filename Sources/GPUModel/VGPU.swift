@@ -177,6 +177,28 @@ public final class VGPU: Sendable {
 
     public func takeDirty() -> DirtySet { withHardware { $0.takeDirty() } }
 
+    /// What changed since the last `takeDirty`, without clearing it.
+    public var pendingDirty: DirtySet { withHardware { $0.dirty } }
+
+    /// Runs `body` on the up-to-date hardware and workload state together:
+    /// what saving reads and what resuming replaces.
+    public func withState<R: Sendable, E: Error>(_ body: (inout Hardware, inout WorkloadState) throws(E) -> R) throws(E) -> R {
+        try state.withLock { (s: inout State) throws(E) -> R in
+            VGPU.catchUp(&s)
+            return try body(&s.hardware, &s.workloadState)
+        }
+    }
+
+    /// Replaces the whole device state (a completed resume); dirty tracking starts clean.
+    public func replaceState(hardware: Hardware, workload: WorkloadState) {
+        state.withLock { s in
+            s.hardware = hardware
+            _ = s.hardware.takeDirty()
+            s.workloadState = workload
+            s.lastTick = .now
+        }
+    }
+
     // MARK: Digest
 
     /// A digest of the whole device state: config space, registers, GGTT,

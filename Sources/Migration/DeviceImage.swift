@@ -1,0 +1,159 @@
+import GPUModel
+import StateStream
+
+/// Translates a device's hardware and workload state to stream records and back.
+enum DeviceImage {
+    static let pageRecordBytes = 4 + GPULayout.pageSize
+
+    static func configRecord(_ hw: Hardware, into w: inout StreamWriter) {
+        w.record(.config) { $0.putBytes(hw.config.bytes) }
+    }
+
+    /// Registers of the ring, interrupt and PV info blocks as MMIO records,
+    /// fences and display as their own.
+    static func registerRecords(_ hw: Hardware, into w: inout StreamWriter) {
+        for block in [RegisterBlock.ring, .interrupts, .pvinfo] {
+            w.record(.mmio) { p in
+                p.put8(blockID(block))
+                for (i, spec) in hw.table.registers.enumerated() where spec.block == block {
+                    p.put32(UInt32(spec.offset))
+                    p.put64(hw.registers[i])
+                }
+            }
+        }
+        w.record(.fences) { p in
+            for (i, spec) in hw.table.registers.enumerated() where spec.block == .fences { p.put64(hw.registers[i]); _ = spec }
+        }
+        w.record(.display) { p in
+            for (i, spec) in hw.table.registers.enumerated() where spec.block == .display {
+                p.put32(UInt32(spec.offset))
+                p.put64(hw.registers[i])
+            }
+        }
+    }
+
+    static func blockID(_ b: RegisterBlock) -> UInt8 { UInt8(RegisterBlock.allCases.firstIndex(of: b)!) }
+
+    /// GGTT entries of the given GGTT pages (512 entries each). With `includeEmpty`
+    /// every entry is sent, so an entry unmapped since an earlier record is
+    /// cleared on the destination.
+    static func ggttRecord(_ hw: Hardware, pages: ArraySlice<UInt32>, includeEmpty: Bool, into w: inout StreamWriter) {
+        w.record(.ggtt) { p in
+            for page in pages {
+                let first = UInt32(page) << 9
+                let last = min(first + 512, UInt32(hw.ggttEntries))
+                guard first < last else { continue }
+                for index in first..<last {
+                    let pte = hw.ggtt[index] ?? 0
+                    if pte != 0 || includeEmpty {
+                        p.put32(index)
+                        p.put64(pte)
+                    }
+                }
+            }
+        }
+    }
+
+    static func memoryRecord(_ hw: Hardware, frames: ArraySlice<UInt32>, type: RecordType, into w: inout StreamWriter) {
+        w.record(type) { p in
+            p.bytes.reserveCapacity(frames.count * pageRecordBytes)
+            for frame in frames {
+                p.put32(frame)
+                if let page = hw.memory[frame] { p.putBytes(page) } else { p.putBytes(repeatElement(0, count: GPULayout.pageSize)) }
+            }
+        }
+    }
+
+    static func workloadRecord(_ s: WorkloadState, into w: inout StreamWriter) {
+        w.record(.workload) { p in
+            p.put64(s.tick)
+            p.put64(s.rng.state)
+            p.put64(s.budget)
+            p.put64(s.frontBuffer)
+        }
+    }
+
+    /// Estimated bytes of a memory record set of `frames` pages.
+    static func memoryBytes(_ frames: Int) -> Int {
+        guard frames > 0 else { return 0 }
+        let records = (frames + StreamFormat.pagesPerRecord - 1) / StreamFormat.pagesPerRecord
+        return frames * pageRecordBytes + records * StreamFormat.recordOverhead
+    }
+
+    static func ggttBytes(_ pages: Int) -> Int { pages * 512 * 12 + (pages > 0 ? StreamFormat.recordOverhead : 0) }
+}
+
+/// Builds a device's state from records, on a staging copy that replaces the
+/// device only when the stream is complete and sound.
+struct ImageLoader {
+    var hardware: Hardware
+    var workload: WorkloadState
+    var sawConfig = false
+    var sawWorkload = false
+
+    init(geometry: VGPUGeometry) {
+        hardware = Hardware(geometry: geometry)
+        workload = WorkloadState(seed: 0)
+    }
+
+    mutating func apply(_ type: RecordType, _ payload: [UInt8]) throws(LoadError) {
+        var r = ByteReader(payload[...])
+        switch type {
+        case .config:
+            guard payload.count == ConfigSpace.size else { throw LoadError("config record is \(payload.count) bytes, not \(ConfigSpace.size)") }
+            hardware.restoreConfig(payload)
+            sawConfig = true
+        case .mmio, .display:
+            if type == .mmio {
+                guard let block = r.u8(), Int(block) < RegisterBlock.allCases.count else { throw LoadError("mmio record names no known register block") }
+            }
+            guard r.remaining % 12 == 0 else { throw LoadError("\(type.name) record length \(payload.count) is not a whole number of (offset, value) pairs") }
+            while r.remaining > 0 {
+                let offset = Int(r.u32()!), value = r.u64()!
+                guard let index = hardware.table.index(at: offset) else {
+                    throw LoadError("\(type.name) record sets register 0x\(String(offset, radix: 16)), which this device does not have")
+                }
+                hardware.restoreRegister(index: index, value: value)
+            }
+        case .fences:
+            guard payload.count % 8 == 0, payload.count / 8 <= GPULayout.fenceCount else {
+                throw LoadError("fences record holds \(payload.count) bytes; at most \(GPULayout.fenceCount) 8-byte fences fit")
+            }
+            for i in 0..<payload.count / 8 { hardware.restoreRegister(index: hardware.table.index(named: "FENCE_\(i)")!, value: r.u64()!) }
+        case .ggtt:
+            guard payload.count % 12 == 0 else { throw LoadError("ggtt record length \(payload.count) is not a whole number of entries") }
+            while r.remaining > 0 {
+                let index = r.u32()!, pte = r.u64()!
+                guard Int(index) < hardware.ggttEntries else {
+                    throw LoadError("ggtt entry \(index) is beyond this device's \(hardware.ggttEntries) entries")
+                }
+                hardware.restorePTE(index, pte)
+            }
+        case .memory, .dirtyPages:
+            guard payload.count % DeviceImage.pageRecordBytes == 0 else {
+                throw LoadError("\(type.name) record length \(payload.count) is not a whole number of pages")
+            }
+            while r.remaining > 0 {
+                let frame = r.u32()!
+                guard Int(frame) < hardware.geometry.gmPages else {
+                    throw LoadError("memory frame \(frame) is beyond this device's \(hardware.geometry.gmPages) pages of graphics memory")
+                }
+                hardware.restorePage(frame, r.take(GPULayout.pageSize)!)
+            }
+        case .workload:
+            guard payload.count == 32 else { throw LoadError("workload record is \(payload.count) bytes, not 32") }
+            workload.tick = r.u64()!
+            workload.rng = SplitMix64(seed: r.u64()!)
+            workload.budget = r.u64()!
+            workload.frontBuffer = r.u64()!
+            sawWorkload = true
+        case .end:
+            break
+        }
+    }
+}
+
+struct LoadError: Error {
+    let message: String
+    init(_ message: String) { self.message = message }
+}
