@@ -14,6 +14,10 @@ public struct VGPUTypeConfig: Codable, Sendable, Equatable {
     public var aggregation: Bool
     /// Upper bound of `mdev/aggregated_instances` for such a device.
     public var maxAggregation: Int
+    /// `VFIO_DEVICE_FEATURE_MIGRATION` flags: stop_copy is mandatory; p2p and pre_copy optional.
+    public var migrationFeatures: [String] = ["stop_copy", "p2p", "pre_copy"]
+    /// What a failed resume leaves: "keep" (the device as it was) or "error" (ERROR until reset).
+    public var resumeFailure = "keep"
 
     public init(name: String, lowGMMB: Int, highGMMB: Int, fences: Int, weight: Int, resolution: String,
                 aggregation: Bool = false, maxAggregation: Int = 1) {
@@ -30,6 +34,7 @@ public struct VGPUTypeConfig: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case name, fences, weight, resolution, aggregation
         case lowGMMB = "low_gm_mb", highGMMB = "high_gm_mb", maxAggregation = "max_aggregation"
+        case migrationFeatures = "migration_features", resumeFailure = "resume_failure"
     }
 
     public init(from decoder: Decoder) throws {
@@ -42,6 +47,8 @@ public struct VGPUTypeConfig: Codable, Sendable, Equatable {
         resolution = try c.decodeIfPresent(String.self, forKey: .resolution) ?? "1920x1200"
         aggregation = try c.decodeIfPresent(Bool.self, forKey: .aggregation) ?? false
         maxAggregation = try c.decodeIfPresent(Int.self, forKey: .maxAggregation) ?? (aggregation ? 4 : 1)
+        migrationFeatures = try c.decodeIfPresent([String].self, forKey: .migrationFeatures) ?? ["stop_copy", "p2p", "pre_copy"]
+        resumeFailure = try c.decodeIfPresent(String.self, forKey: .resumeFailure) ?? "keep"
     }
 
     /// GVT-g's four Gen9 types, in the driver's table order.
@@ -246,6 +253,13 @@ public struct HostConfig: Codable, Sendable, Equatable {
                 }
                 guard t.lowGMMB > 0, t.highGMMB > 0, t.fences > 0, t.weight > 0 else {
                     throw ConfigError("\(at): type '\(t.name)' needs positive low_gm_mb, high_gm_mb, fences and weight")
+                }
+                let features = Set(t.migrationFeatures)
+                guard features.contains("stop_copy"), features.isSubset(of: ["stop_copy", "p2p", "pre_copy"]) else {
+                    throw ConfigError("\(at): type '\(t.name)': migration_features must include stop_copy and may add p2p and pre_copy")
+                }
+                guard ["keep", "error"].contains(t.resumeFailure) else {
+                    throw ConfigError("\(at): type '\(t.name)': resume_failure must be 'keep' or 'error'")
                 }
                 guard (1...64).contains(t.maxAggregation), t.aggregation || t.maxAggregation == 1 else {
                     throw ConfigError("\(at): type '\(t.name)': max_aggregation must be 1...64, and above 1 only with aggregation: true")

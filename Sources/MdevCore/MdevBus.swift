@@ -18,6 +18,17 @@ public struct MdevType: Sendable, Hashable {
         return text
     }
 
+    /// The device model every mdevsim vGPU implements (a Go-style `<domain>/<path>` id).
+    public static let deviceModel = "mdevsim.dev/gvt-g"
+
+    /// Migration parameters of a device of this type: everything that changes
+    /// whether a saved state fits another device.
+    public func migrationParameters(aggregation: Int) -> [(name: String, value: String)] {
+        [("type", id), ("aggregation", String(aggregation)), ("low_gm_mb", String(config.lowGMMB * aggregation)),
+         ("high_gm_mb", String(config.highGMMB * aggregation)), ("fences", String(config.fences * aggregation)),
+         ("resolution", config.resolution)]
+    }
+
     public static func == (l: MdevType, r: MdevType) -> Bool { l.parentAddress == r.parentAddress && l.id == r.id }
     public func hash(into h: inout Hasher) { h.combine(parentAddress); h.combine(id) }
 }

@@ -64,12 +64,16 @@ enum DeviceImage {
         }
     }
 
-    static func workloadRecord(_ s: WorkloadState, into w: inout StreamWriter) {
+    /// The guest's own state and behaviour (its dirty rate and working set travel
+    /// with it; the clock is the host's and does not).
+    static func workloadRecord(_ s: WorkloadState, _ config: WorkloadConfig, into w: inout StreamWriter) {
         w.record(.workload) { p in
             p.put64(s.tick)
             p.put64(s.rng.state)
             p.put64(s.budget)
             p.put64(s.frontBuffer)
+            p.put64(config.dirtyRateMBps.bitPattern)
+            p.put64(UInt64(config.workingSetMiB))
         }
     }
 
@@ -90,6 +94,8 @@ struct ImageLoader {
     var workload: WorkloadState
     var sawConfig = false
     var sawWorkload = false
+    var dirtyRateMBps = 0.0
+    var workingSetMiB = 0
 
     init(geometry: VGPUGeometry) {
         hardware = Hardware(geometry: geometry)
@@ -141,11 +147,17 @@ struct ImageLoader {
                 hardware.restorePage(frame, r.take(GPULayout.pageSize)!)
             }
         case .workload:
-            guard payload.count == 32 else { throw LoadError("workload record is \(payload.count) bytes, not 32") }
+            guard payload.count == 48 else { throw LoadError("workload record is \(payload.count) bytes, not 48") }
             workload.tick = r.u64()!
             workload.rng = SplitMix64(seed: r.u64()!)
             workload.budget = r.u64()!
             workload.frontBuffer = r.u64()!
+            dirtyRateMBps = Double(bitPattern: r.u64()!)
+            let workingSet = r.u64()!
+            guard dirtyRateMBps.isFinite, dirtyRateMBps >= 0, dirtyRateMBps <= 100_000, workingSet <= 65536 else {
+                throw LoadError("workload record has an impossible dirty rate or working set")
+            }
+            workingSetMiB = Int(workingSet)
             sawWorkload = true
         case .end:
             break

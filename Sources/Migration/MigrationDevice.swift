@@ -78,6 +78,9 @@ public final class MigrationDevice: Sendable {
     }
 
     public var state: MigrationState { core.withLock { $0.state } }
+
+    /// Keeps a failure found outside the protocol (a refused migration_version) as the last error.
+    public func recordError(_ message: String) { core.withLock { $0.lastError = message } }
     public var lastError: String { core.withLock { $0.lastError } }
     /// The data session a newly opened `data` handle joins (nil: none open).
     public var currentSession: UInt64? { core.withLock { $0.saving?.id ?? $0.resuming?.id } }
@@ -167,6 +170,10 @@ public final class MigrationDevice: Sendable {
             }
             throw fail(&c, EINVAL, message)
         }
+        var config = gpu.workloadConfig
+        config.dirtyRateMBps = session.loader.dirtyRateMBps
+        config.workingSetMiB = session.loader.workingSetMiB
+        gpu.setWorkload(config)
         gpu.replaceState(hardware: session.loader.hardware, workload: session.loader.workload)
         c.resuming = nil
     }
@@ -244,10 +251,11 @@ public final class MigrationDevice: Sendable {
                 appendDirty(into: &w)
             } else {
                 appendDirty(into: &w)
+                let config = gpu.workloadConfig
                 gpu.withState { hw, workload in
                     DeviceImage.configRecord(hw, into: &w)
                     DeviceImage.registerRecords(hw, into: &w)
-                    DeviceImage.workloadRecord(workload, into: &w)
+                    DeviceImage.workloadRecord(workload, config, into: &w)
                 }
                 w.end()
                 s.finished = true

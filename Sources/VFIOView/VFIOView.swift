@@ -2,6 +2,8 @@ import Foundation
 import GPUModel
 import MdevCore
 import MdevSysfs
+import Migration
+import StateStream
 import Synchronization
 import VirtualFS
 
@@ -14,6 +16,7 @@ import VirtualFS
 ///     vfio/<uuid>/reset              write 1: function-level reset
 ///     vfio/<uuid>/state_digest       digest of the whole device state
 ///     vfio/<uuid>/workload/          seed, dirty_rate_mbps, working_set_mib, clock, step, ticks, running
+///     vfio/<uuid>/migration/         the v2 migration protocol (state, data, precopy_info, ...)
 ///     vfio/<uuid>/sysfs ->           the sysfs device
 ///
 /// and `sys/.../<uuid>/vfio-dev/vfio<N>/` with a link back here.
@@ -23,6 +26,7 @@ public final class VFIOView: MdevBusObserver, @unchecked Sendable {
 
     struct Entry {
         let device: VGPU
+        let migration: MigrationDevice
         let opens: OpenCount
     }
 
@@ -32,12 +36,39 @@ public final class VFIOView: MdevBusObserver, @unchecked Sendable {
     public init(bus: MdevBus, tree: Tree) throws(FSError) {
         self.bus = bus
         self.tree = tree
-        vfioRoot = try tree.update { (c: inout TreeContents) throws(FSError) -> Inode in try c.directories("vfio") }
+        vfioRoot = try tree.update { (c: inout TreeContents) throws(FSError) -> Inode in
+            let root = try c.directories("vfio")
+            // migration_version on every type: what a device of it would accept.
+            for parent in bus.parents {
+                for type in parent.types {
+                    let dir = try c.resolve(SysfsView.parentPath(parent) + "/mdev_supported_types/" + type.id).ino
+                    let identity = VFIOView.identity(type: type, parent: parent, aggregation: 1)
+                    try c.attribute("migration_version", in: dir, MigrationVersion.attribute({ identity }, onRefusal: { _ in }), permissions: 0o644)
+                }
+            }
+            return root
+        }
         bus.addObserver(self)
     }
 
     /// The simulated hardware of a device, if it exists.
     public func device(_ uuid: String) -> VGPU? { devices.withLock { $0[uuid]?.device } }
+    public func migration(_ uuid: String) -> MigrationDevice? { devices.withLock { $0[uuid]?.migration } }
+
+    /// What a device's stream header says about it: model, driver version, parameters.
+    public static func identity(type: MdevType, parent: MdevParent, aggregation: Int) -> StreamHeader {
+        StreamHeader(model: MdevType.deviceModel, driverVersion: parent.config.driverVersion,
+                     parameters: type.migrationParameters(aggregation: aggregation))
+    }
+
+    func makeEntry(_ device: MdevDevice, _ parent: MdevParent, aggregation: Int, workload: WorkloadConfig) -> Entry {
+        let gpu = VGPU(uuid: device.uuid, geometry: VFIOView.geometry(for: device, parent: parent, aggregation: aggregation), workload: workload)
+        let t = device.type.config
+        let mig = MigrationDevice(gpu: gpu, features: MigrationFeatures(names: t.migrationFeatures) ?? .all,
+                                  identity: VFIOView.identity(type: device.type, parent: parent, aggregation: aggregation),
+                                  resumeFailure: ResumeFailurePolicy(rawValue: t.resumeFailure) ?? .keep)
+        return Entry(device: gpu, migration: mig, opens: OpenCount())
+    }
 
     /// The hardware a device of this type and aggregation has.
     public static func geometry(for device: MdevDevice, parent: MdevParent, aggregation: Int) -> VGPUGeometry {
@@ -66,8 +97,7 @@ public final class VFIOView: MdevBusObserver, @unchecked Sendable {
         let defaults = parent.config.workload
         let workload = WorkloadConfig(seed: defaults.seed ?? VFIOView.defaultSeed(device.uuid), dirtyRateMBps: defaults.dirtyRateMBps,
                                       workingSetMiB: defaults.workingSetMiB, clock: ClockMode(rawValue: defaults.clock) ?? .realTime)
-        let gpu = VGPU(uuid: device.uuid, geometry: VFIOView.geometry(for: device, parent: parent, aggregation: 1), workload: workload)
-        let entry = Entry(device: gpu, opens: OpenCount())
+        let entry = makeEntry(device, parent, aggregation: 1, workload: workload)
         do {
             try tree.update { (c: inout TreeContents) throws(FSError) in try addNodes(device, parent, entry, &c) }
         } catch {
@@ -92,9 +122,7 @@ public final class VFIOView: MdevBusObserver, @unchecked Sendable {
     public func bus(_ bus: MdevBus, didAggregate device: MdevDevice, to count: Int) {
         guard let parent = bus.parent(named: device.parent) else { return }
         let old = devices.withLock { $0[device.uuid] }
-        let gpu = VGPU(uuid: device.uuid, geometry: VFIOView.geometry(for: device, parent: parent, aggregation: count),
-                       workload: old?.device.workloadConfig ?? .default)
-        let entry = Entry(device: gpu, opens: OpenCount())
+        let entry = makeEntry(device, parent, aggregation: count, workload: old?.device.workloadConfig ?? .default)
         removeNodes(device, parent)
         try? tree.update { (c: inout TreeContents) throws(FSError) in try addNodes(device, parent, entry, &c) }
         devices.withLock { $0[device.uuid] = entry }
@@ -104,6 +132,7 @@ public final class VFIOView: MdevBusObserver, @unchecked Sendable {
 
     private func addNodes(_ device: MdevDevice, _ parent: MdevParent, _ entry: Entry, _ c: inout TreeContents) throws(FSError) {
         let gpu = entry.device
+        let mig = entry.migration
         let uuid = device.uuid
         let dir = try c.directory(uuid, in: vfioRoot)
         let (bar0Size, aperture) = gpu.withHardware { ($0.bar0Size, $0.apertureSize) }
@@ -113,10 +142,11 @@ public final class VFIOView: MdevBusObserver, @unchecked Sendable {
         try c.file("bar0", in: regions, RegionFile(kind: .bar0, device: gpu, size: bar0Size, opens: entry.opens), permissions: 0o600)
         try c.attribute("reset", in: dir, Attribute(store: { (bytes: [UInt8]) throws(FSError) in
             guard let value = KernelParsing.kstrtoul(bytes) else { throw .invalid("write 1 to reset the device") }
-            if value != 0 { gpu.reset() }
+            if value != 0 { mig.reset() }
         }))
         try c.attribute("state_digest", in: dir, Attribute(show: { gpu.stateDigest + "\n" }))
         try WorkloadFiles.add(to: dir, gpu, &c)
+        try MigrationFiles.add(to: dir, mig, opens: entry.opens, &c)
         try c.symlink("sysfs", in: dir, to: "../../sys/bus/mdev/devices/\(uuid)")
 
         let sysDevice = try c.resolve(SysfsView.devicePath(device, on: parent)).ino
@@ -126,6 +156,8 @@ public final class VFIOView: MdevBusObserver, @unchecked Sendable {
         try c.attribute("dev", in: node, .constant("511:\(device.iommuGroup)\n"))
         try c.attribute("uevent", in: node, .constant("MAJOR=511\nMINOR=\(device.iommuGroup)\nDEVNAME=vfio/devices/\(name)\n"), permissions: 0o644)
         try c.symlink("mdevsim", in: node, to: "../../../../../../../vfio/\(uuid)")
+        let identity = mig.identity
+        try c.attribute("migration_version", in: sysDevice, MigrationVersion.attribute({ identity }, onRefusal: { mig.recordError($0) }), permissions: 0o644)
     }
 
     private func removeNodes(_ device: MdevDevice, _ parent: MdevParent) {
@@ -133,6 +165,7 @@ public final class VFIOView: MdevBusObserver, @unchecked Sendable {
             c.removeIfPresent(device.uuid, in: vfioRoot)
             if let sysDevice = try? c.resolve(SysfsView.devicePath(device, on: parent)).ino {
                 c.removeIfPresent("vfio-dev", in: sysDevice)
+                c.removeIfPresent("migration_version", in: sysDevice)
             }
         }
     }

@@ -37,7 +37,7 @@ struct SysfsTreeTests {
             let types = try listDir(h.parent + "/mdev_supported_types")
             #expect(types == ["i915-GVTg_V5_1", "i915-GVTg_V5_2", "i915-GVTg_V5_4", "i915-GVTg_V5_8"])
             for type in types {
-                #expect(try listDir(h.typeDir(type)) == ["available_instances", "create", "description", "device_api", "devices", "name"])
+                #expect(try listDir(h.typeDir(type)) == ["available_instances", "create", "description", "device_api", "devices", "migration_version", "name"])
                 #expect(try readText(h.typeDir(type) + "/device_api") == "vfio-pci\n")
                 #expect(try readText(h.typeDir(type) + "/name") == String(type.dropFirst("i915-".count)) + "\n")
             }
@@ -74,7 +74,7 @@ struct SysfsTreeTests {
             try writeText(h.typeDir("i915-GVTg_V5_4") + "/create", uuidA)
             // No waiting: the kernel's create_store returns after device_add.
             let dev = h.parent + "/" + uuidA
-            #expect(try listDir(dev) == ["driver", "intel_vgpu", "iommu_group", "mdev_type", "remove", "subsystem", "uevent", "vfio-dev"])
+            #expect(try listDir(dev) == ["driver", "intel_vgpu", "iommu_group", "mdev_type", "migration_version", "remove", "subsystem", "uevent", "vfio-dev"])
             #expect(try readLink(dev + "/mdev_type") == "../mdev_supported_types/i915-GVTg_V5_4")
             #expect(realPath(dev + "/mdev_type") == h.parent + "/mdev_supported_types/i915-GVTg_V5_4")
             #expect(try readLink(h.device(uuidA)) == "../../../devices/pci0000:00/0000:00:02.0/\(uuidA)")

@@ -32,7 +32,8 @@ struct VFIOViewTests {
     func layoutAndInfo() throws {
         try withMountedHost { h in
             try writeText(h.typeDir("i915-GVTg_V5_4") + "/create", uuidA)
-            #expect(try listDir(h.vfio(uuidA)) == ["info", "regions", "reset", "state_digest", "sysfs", "workload"])
+            #expect(try listDir(h.vfio(uuidA)) == ["info", "migration", "regions", "reset", "state_digest", "sysfs", "workload"])
+            #expect(try listDir(h.vfio(uuidA) + "/migration") == ["data", "error", "features", "precopy_info", "state", "stop_copy_size"])
             #expect(try listDir(h.vfio(uuidA) + "/regions") == ["bar0", "config"])
             #expect(try listDir(h.vfio(uuidA) + "/workload") == ["clock", "dirty_rate_mbps", "running", "seed", "step", "ticks", "working_set_mib"])
             #expect(realPath(h.vfio(uuidA) + "/sysfs") == h.parent + "/" + uuidA)

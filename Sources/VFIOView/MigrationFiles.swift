@@ -1,0 +1,122 @@
+import GPUModel
+import MdevCore
+import Migration
+import StateStream
+import VirtualFS
+
+/// `vfio/<uuid>/migration/`: the v2 protocol as files, since FUSE can neither
+/// pass VFIO ioctls nor hand out a data_fd.
+///
+///     state           read: current state; write: target (name or number)
+///     features        the VFIO_DEVICE_FEATURE_MIGRATION flags
+///     data            the data_fd: read while saving, write while resuming
+///     precopy_info    VFIO_MIG_GET_PRECOPY_INFO (EINVAL outside PRE_COPY*)
+///     stop_copy_size  VFIO_DEVICE_FEATURE_MIG_DATA_SIZE
+///     error           the last failure, in words
+enum MigrationFiles {
+    static func add(to dir: Inode, _ mig: MigrationDevice, opens: OpenCount, _ c: inout TreeContents) throws(FSError) {
+        let m = try c.directory("migration", in: dir)
+        try c.attribute("state", in: m, Attribute(
+            show: { "\(mig.state)\n" },
+            store: { (bytes: [UInt8]) throws(FSError) in
+                let text = String(decoding: bytes, as: UTF8.self)
+                guard let target = MigrationState(text: text) else {
+                    throw .invalid("unknown state '\(text.prefix(40))'; use STOP, RUNNING, STOP_COPY, RESUMING, RUNNING_P2P, PRE_COPY or PRE_COPY_P2P")
+                }
+                do throws(MigrationError) { try mig.setState(target) } catch { throw FSError(error.errno, error.message) }
+            }), permissions: 0o644)
+        try c.attribute("features", in: m, .constant("\(mig.features)\n"))
+        try c.file("data", in: m, DataFile(device: mig, opens: opens), permissions: 0o600)
+        try c.attribute("precopy_info", in: m, Attribute(show: { () throws(FSError) -> String in
+            do throws(MigrationError) {
+                let info = try mig.precopyInfo()
+                return "initial_bytes \(info.initialBytes)\ndirty_bytes \(info.dirtyBytes)\n"
+            } catch { throw FSError(error.errno, error.message) }
+        }))
+        try c.attribute("stop_copy_size", in: m, Attribute(show: { "\(mig.stopCopySize)\n" }))
+        try c.attribute("error", in: m, Attribute(show: { mig.lastError.isEmpty ? "" : mig.lastError + "\n" }))
+    }
+}
+
+/// The data_fd as a file: a handle belongs to the session that was open when
+/// it was opened; once that session ends, the handle fails like a closed fd.
+struct DataFile: FileContent {
+    let device: MigrationDevice
+    let opens: OpenCount
+    var size: Int { 0 }
+
+    func open(_ node: Node, access: OpenAccess) throws(FSError) -> any OpenFile {
+        opens.increment()
+        return OpenData(node: node, device: device, session: device.currentSession, opens: opens)
+    }
+}
+
+final class OpenData: OpenFile {
+    let node: Node
+    let device: MigrationDevice
+    let session: UInt64?
+    let opens: OpenCount
+
+    init(node: Node, device: MigrationDevice, session: UInt64?, opens: OpenCount) {
+        self.node = node
+        self.device = device
+        self.session = session
+        self.opens = opens
+    }
+
+    func read(offset: Int, size: Int, reply: (UnsafeRawBufferPointer) -> Void) throws(FSError) {
+        try node.checkAlive()
+        do throws(MigrationError) {
+            try device.read(session: session, offset: offset, size: size).withUnsafeBytes(reply)
+        } catch { throw FSError(error.errno, error.message) }
+    }
+
+    func write(offset: Int, data: UnsafeRawBufferPointer) throws(FSError) -> Int {
+        try node.checkAlive()
+        do throws(MigrationError) { return try device.write(session: session, bytes: data) } catch {
+            throw FSError(error.errno, error.message)
+        }
+    }
+
+    func release() { opens.decrement() }
+}
+
+/// The proposed `migration_version` attribute: one line naming the device
+/// model, driver version and migration parameters. Reading gives the source's;
+/// writing a source's to a destination succeeds only if the destination can
+/// load that source's state.
+enum MigrationVersion {
+    static func text(_ h: StreamHeader) -> String {
+        ([h.model, h.driverVersion] + h.parameters.map { "\($0.name)=\($0.value)" }).joined(separator: ";") + "\n"
+    }
+
+    static func parse(_ text: String) -> StreamHeader? {
+        let fields = text.split(separator: "\n").first.map { $0.split(separator: ";", omittingEmptySubsequences: false) } ?? []
+        guard fields.count >= 2 else { return nil }
+        var params: [(String, String)] = []
+        for f in fields.dropFirst(2) {
+            guard let eq = f.firstIndex(of: "=") else { return nil }
+            params.append((String(f[..<eq]), String(f[f.index(after: eq)...])))
+        }
+        return StreamHeader(model: String(fields[0]), driverVersion: String(fields[1]), parameters: params)
+    }
+
+    static func attribute(_ identity: @escaping @Sendable () -> StreamHeader, onRefusal: @escaping @Sendable (String) -> Void) -> Attribute {
+        Attribute(
+            show: { text(identity()) },
+            store: { (bytes: [UInt8]) throws(FSError) in
+                let written = String(decoding: bytes, as: UTF8.self)
+                guard let source = parse(written) else {
+                    let reason = "migration_version '\(written.prefix(80))' is not model;version;name=value..."
+                    onRefusal(reason)
+                    throw .invalid(reason)
+                }
+                let problems = Compatibility.problems(source: source, destination: identity())
+                guard problems.isEmpty else {
+                    let reason = "incompatible: " + problems.joined(separator: "; ")
+                    onRefusal(reason)
+                    throw .invalid(reason)
+                }
+            })
+    }
+}
