@@ -82,6 +82,15 @@ public final class VGPU: Sendable {
         }
     }
 
+    /// The guest writes its whole working set once (a running device only).
+    public func fillWorkingSet() {
+        state.withLock { s in
+            VGPU.catchUp(&s)
+            guard s.running else { return }
+            s.workload.fillWorkingSet(&s.workloadState, &s.hardware)
+        }
+    }
+
     private static func catchUp(_ s: inout State) {
         guard s.running, s.config.clock == .realTime else { return }
         let now = ContinuousClock.now

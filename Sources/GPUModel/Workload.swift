@@ -112,6 +112,15 @@ struct Workload {
         }
     }
 
+    /// The guest renders every page of both framebuffers and its texture pool
+    /// once (mapping them first): a device with its working set filled.
+    func fillWorkingSet(_ s: inout WorkloadState, _ hw: inout Hardware) {
+        let page = UInt64(GPULayout.pageSize)
+        let addresses = framebufferBase.flatMap { base in (0..<framebufferPages).map { base + UInt64($0) * page } }
+            + (0..<poolPages).map { poolBase + UInt64($0) * page }
+        for address in addresses { hw.fillFrame(ensureMapped(address, &hw), &s.rng) }
+    }
+
     private func guestWrite(_ name: String, _ value: UInt64, _ hw: inout Hardware) {
         guard let spec = hw.table[name] else { return }
         try? hw.writeBAR0(offset: spec.offset, size: spec.width, value: value)

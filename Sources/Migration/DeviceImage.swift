@@ -56,7 +56,7 @@ enum DeviceImage {
 
     static func memoryRecord(_ hw: Hardware, frames: ArraySlice<UInt32>, type: RecordType, into w: inout StreamWriter) {
         w.record(type) { p in
-            p.bytes.reserveCapacity(frames.count * pageRecordBytes)
+            p.bytes.reserveCapacity(p.bytes.count + frames.count * pageRecordBytes + 4)
             for frame in frames {
                 p.put32(frame)
                 if let page = hw.memory[frame] { p.putBytes(page) } else { p.putBytes(repeatElement(0, count: GPULayout.pageSize)) }
@@ -102,12 +102,12 @@ struct ImageLoader {
         workload = WorkloadState(seed: 0)
     }
 
-    mutating func apply(_ type: RecordType, _ payload: [UInt8]) throws(LoadError) {
-        var r = ByteReader(payload[...])
+    mutating func apply(_ type: RecordType, _ payload: ArraySlice<UInt8>) throws(LoadError) {
+        var r = ByteReader(payload)
         switch type {
         case .config:
             guard payload.count == ConfigSpace.size else { throw LoadError("config record is \(payload.count) bytes, not \(ConfigSpace.size)") }
-            hardware.restoreConfig(payload)
+            hardware.restoreConfig(Array(payload))
             sawConfig = true
         case .mmio, .display:
             if type == .mmio {

@@ -201,11 +201,11 @@ public final class MigrationDevice: Sendable {
         }
     }
 
-    /// Reads the saving stream at `offset` (which must be where the last read ended).
-    /// An empty result is the end of the stream (STOP_COPY); ENOMSG means
-    /// PRE_COPY has nothing more for now.
-    public func read(session: UInt64?, offset: Int, size: Int) throws(MigrationError) -> [UInt8] {
-        try core.withLock { (c: inout Core) throws(MigrationError) -> [UInt8] in
+    /// Reads the saving stream at `offset` (which must be where the last read
+    /// ended), handing the bytes to `reply` without copying them. Zero bytes is
+    /// the end of the stream (STOP_COPY); ENOMSG means PRE_COPY has nothing more for now.
+    public func read(session: UInt64?, offset: Int, size: Int, reply: (UnsafeRawBufferPointer) -> Void) throws(MigrationError) {
+        try core.withLock { (c: inout Core) throws(MigrationError) in
             try checkSession(&c, session, saving: true)
             guard offset == c.saving!.delivered else {
                 throw fail(&c, ESPIPE, "the data stream is read in order: offset \(offset) asked, \(c.saving!.delivered) delivered")
@@ -213,27 +213,42 @@ public final class MigrationDevice: Sendable {
             // Move the session out so its buffers are mutated in place, not copied.
             var s = c.saving!
             c.saving = nil
+            defer { c.saving = s }
             produce(&s, wanted: size)
             let n = min(size, s.available)
             if n == 0 && !s.stopped {
-                c.saving = s
                 throw fail(&c, ENOMSG, "no pre-copy data for now; read again later or move to STOP_COPY")
             }
-            let out = Array(s.buffer[s.bufferStart..<s.bufferStart + n])
+            s.buffer.withUnsafeBytes { reply(UnsafeRawBufferPointer(rebasing: $0[s.bufferStart..<s.bufferStart + n])) }
             s.bufferStart += n
             s.delivered += n
-            if s.bufferStart == s.buffer.count { s.buffer.removeAll(keepingCapacity: true); s.bufferStart = 0 }
-            c.saving = s
-            return out
+            if s.bufferStart == s.buffer.count {
+                s.buffer.removeAll(keepingCapacity: true)
+                s.bufferStart = 0
+            }
         }
+    }
+
+    /// `read(session:offset:size:reply:)` into an array, for tools and tests.
+    public func read(session: UInt64?, offset: Int, size: Int) throws(MigrationError) -> [UInt8] {
+        var out: [UInt8] = []
+        try read(session: session, offset: offset, size: size) { out = Array($0) }
+        return out
     }
 
     /// Encodes records until `wanted` bytes are buffered or, in PRE_COPY, the
     /// current dirty data has been taken once.
     private func produce(_ s: inout SaveSession, wanted: Int) {
+        if s.bufferStart > 0 && s.bufferStart * 2 >= s.buffer.count {
+            s.buffer.removeFirst(s.bufferStart)
+            s.bufferStart = 0
+        }
+        // Records are encoded straight into the session's buffer.
         var w = StreamWriter()
+        swap(&w.bytes, &s.buffer)
+        defer { swap(&w.bytes, &s.buffer) }
         var tookDirty = false
-        while s.available + w.bytes.count < wanted && !s.finished {
+        while w.bytes.count - s.bufferStart < wanted && !s.finished {
             if !s.headerSent {
                 w.header(identity)
                 s.headerSent = true
@@ -261,7 +276,6 @@ public final class MigrationDevice: Sendable {
                 s.finished = true
             }
         }
-        s.buffer += w.take()
     }
 
     private func appendDirty(into w: inout StreamWriter) {

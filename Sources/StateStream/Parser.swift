@@ -13,7 +13,7 @@ public struct StreamError: Error, Sendable, Equatable, CustomStringConvertible {
 public enum StreamEvent: Sendable {
     case header(StreamHeader, length: Int)
     /// A known record; `offset` is where its type field starts.
-    case record(RecordType, flags: RecordFlags, payload: [UInt8], offset: Int)
+    case record(RecordType, flags: RecordFlags, payload: ArraySlice<UInt8>, offset: Int)
     /// An unknown record marked optional, skipped.
     case skipped(rawType: UInt16, length: Int, offset: Int)
     case end(offset: Int)
@@ -42,7 +42,7 @@ public struct StreamParser {
             pending.removeFirst(start)
             start = 0
         }
-        pending += bytes
+        pending.append(contentsOf: bytes)
         var events: [StreamEvent] = []
         while true {
             let event: StreamEvent?
@@ -148,7 +148,7 @@ public struct StreamParser {
             }
             throw StreamError(offset: offset, "unknown record type \(rawType) is not marked optional; this reader cannot skip it")
         }
-        let payload = Array(pending[start + 8..<start + 8 + length])
+        let payload = pending[start + 8..<start + 8 + length]
         advance(12 + length)
         if type == .end {
             guard length == 0 else { throw StreamError(offset: offset + 4, "end record must be empty") }

@@ -1,8 +1,9 @@
-/// Encodes headers and records into bytes.
+/// Encodes headers and records into bytes, in place: a record's payload is
+/// written straight into the output, then its length and checksum are patched.
 public struct StreamWriter {
-    public private(set) var bytes: [UInt8] = []
+    public var bytes: [UInt8]
 
-    public init() {}
+    public init(bytes: [UInt8] = []) { self.bytes = bytes }
 
     public mutating func take() -> [UInt8] {
         defer { bytes = [] }
@@ -29,24 +30,29 @@ public struct StreamWriter {
 
     /// Appends one record; `fill` writes the payload.
     public mutating func record(_ type: RecordType, flags: RecordFlags = [], _ fill: (inout ByteBuffer) -> Void) {
-        var payload = ByteBuffer()
-        fill(&payload)
-        record(rawType: type.rawValue, flags: flags, payload: payload.bytes)
+        record(rawType: type.rawValue, flags: flags, fill)
+    }
+
+    public mutating func record(rawType: UInt16, flags: RecordFlags = [], _ fill: (inout ByteBuffer) -> Void) {
+        let start = bytes.count
+        var buffer = ByteBuffer()
+        swap(&buffer.bytes, &bytes)
+        buffer.put16(rawType)
+        buffer.put16(flags.rawValue)
+        buffer.put32(0)
+        fill(&buffer)
+        swap(&buffer.bytes, &bytes)
+        let length = bytes.count - start - 8
+        precondition(length <= StreamFormat.maxPayload, "record payload over the format's bound")
+        withUnsafeBytes(of: UInt32(length).littleEndian) { raw in
+            for i in 0..<4 { bytes[start + 4 + i] = raw[i] }
+        }
+        let crc = bytes.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[start...])) }
+        withUnsafeBytes(of: crc.littleEndian) { bytes += $0 }
     }
 
     public mutating func record(rawType: UInt16, flags: RecordFlags = [], payload: [UInt8]) {
-        precondition(payload.count <= StreamFormat.maxPayload)
-        let start = bytes.count
-        var head = ByteBuffer()
-        head.put16(rawType)
-        head.put16(flags.rawValue)
-        head.put32(UInt32(payload.count))
-        bytes += head.bytes
-        bytes += payload
-        let crc = bytes.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[start...])) }
-        var tail = ByteBuffer()
-        tail.put32(crc)
-        bytes += tail.bytes
+        record(rawType: rawType, flags: flags) { $0.putBytes(payload) }
     }
 
     public mutating func end() { record(.end) { _ in } }

@@ -67,7 +67,7 @@ final class OpenData: OpenFile {
     func read(offset: Int, size: Int, reply: (UnsafeRawBufferPointer) -> Void) throws(FSError) {
         try node.checkAlive()
         do throws(MigrationError) {
-            try device.read(session: session, offset: offset, size: size).withUnsafeBytes(reply)
+            try device.read(session: session, offset: offset, size: size, reply: reply)
         } catch { throw FSError(error.errno, error.message) }
     }
 

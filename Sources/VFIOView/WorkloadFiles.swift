@@ -45,6 +45,10 @@ enum WorkloadFiles {
             }
             do throws(AccessError) { try gpu.step(n) } catch { throw FSError(error.errno, error.message) }
         }))
+        try c.attribute("fill", in: w, Attribute(store: { (bytes: [UInt8]) throws(FSError) in
+            guard let n = KernelParsing.kstrtoul(bytes) else { throw .invalid("write 1 to have the guest write its whole working set once") }
+            if n != 0 { gpu.fillWorkingSet() }
+        }))
         try c.attribute("ticks", in: w, Attribute(show: { "\(gpu.ticks)\n" }))
         try c.attribute("running", in: w, Attribute(show: { gpu.isRunning ? "1\n" : "0\n" }))
     }

@@ -35,7 +35,7 @@ struct VFIOViewTests {
             #expect(try listDir(h.vfio(uuidA)) == ["info", "migration", "regions", "reset", "state_digest", "sysfs", "workload"])
             #expect(try listDir(h.vfio(uuidA) + "/migration") == ["data", "error", "features", "precopy_info", "state", "stop_copy_size"])
             #expect(try listDir(h.vfio(uuidA) + "/regions") == ["bar0", "config"])
-            #expect(try listDir(h.vfio(uuidA) + "/workload") == ["clock", "dirty_rate_mbps", "running", "seed", "step", "ticks", "working_set_mib"])
+            #expect(try listDir(h.vfio(uuidA) + "/workload") == ["clock", "dirty_rate_mbps", "fill", "running", "seed", "step", "ticks", "working_set_mib"])
             #expect(realPath(h.vfio(uuidA) + "/sysfs") == h.parent + "/" + uuidA)
             let vfioDev = try listDir(h.device(uuidA) + "/vfio-dev")
             #expect(vfioDev.count == 1 && vfioDev[0].hasPrefix("vfio"))
