@@ -18,6 +18,8 @@ public struct VGPUTypeConfig: Codable, Sendable, Equatable {
     public var migrationFeatures: [String] = ["stop_copy", "p2p", "pre_copy"]
     /// What a failed resume leaves: "keep" (the device as it was) or "error" (ERROR until reset).
     public var resumeFailure = "keep"
+    /// "v2" (migration/ files, the default) or "v1" (the 5.8 region at regions/migration).
+    public var migrationProtocol = "v2"
 
     public init(name: String, lowGMMB: Int, highGMMB: Int, fences: Int, weight: Int, resolution: String,
                 aggregation: Bool = false, maxAggregation: Int = 1) {
@@ -34,7 +36,7 @@ public struct VGPUTypeConfig: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case name, fences, weight, resolution, aggregation
         case lowGMMB = "low_gm_mb", highGMMB = "high_gm_mb", maxAggregation = "max_aggregation"
-        case migrationFeatures = "migration_features", resumeFailure = "resume_failure"
+        case migrationFeatures = "migration_features", resumeFailure = "resume_failure", migrationProtocol = "migration_protocol"
     }
 
     public init(from decoder: Decoder) throws {
@@ -49,6 +51,7 @@ public struct VGPUTypeConfig: Codable, Sendable, Equatable {
         maxAggregation = try c.decodeIfPresent(Int.self, forKey: .maxAggregation) ?? (aggregation ? 4 : 1)
         migrationFeatures = try c.decodeIfPresent([String].self, forKey: .migrationFeatures) ?? ["stop_copy", "p2p", "pre_copy"]
         resumeFailure = try c.decodeIfPresent(String.self, forKey: .resumeFailure) ?? "keep"
+        migrationProtocol = try c.decodeIfPresent(String.self, forKey: .migrationProtocol) ?? "v2"
     }
 
     /// GVT-g's four Gen9 types, in the driver's table order.
@@ -257,6 +260,9 @@ public struct HostConfig: Codable, Sendable, Equatable {
                 let features = Set(t.migrationFeatures)
                 guard features.contains("stop_copy"), features.isSubset(of: ["stop_copy", "p2p", "pre_copy"]) else {
                     throw ConfigError("\(at): type '\(t.name)': migration_features must include stop_copy and may add p2p and pre_copy")
+                }
+                guard ["v1", "v2"].contains(t.migrationProtocol) else {
+                    throw ConfigError("\(at): type '\(t.name)': migration_protocol must be 'v1' or 'v2'")
                 }
                 guard ["keep", "error"].contains(t.resumeFailure) else {
                     throw ConfigError("\(at): type '\(t.name)': resume_failure must be 'keep' or 'error'")

@@ -12,7 +12,9 @@ struct DeviceInfo: Encodable {
         let flags: [String]
         let flagsValue: UInt32
         let file: String?
-        enum CodingKeys: String, CodingKey { case index, name, size, flags, flagsValue = "flags_value", file }
+        var type: UInt32? = nil
+        var subtype: UInt32? = nil
+        enum CodingKeys: String, CodingKey { case index, name, size, flags, flagsValue = "flags_value", file, type, subtype }
     }
     struct IRQ: Encodable {
         let index: Int
@@ -29,7 +31,7 @@ struct DeviceInfo: Encodable {
     let flagsValue: UInt32
     let numRegions: Int
     let numIRQs: Int
-    let regions: [Region]
+    var regions: [Region]
     let irqs: [IRQ]
 
     enum CodingKeys: String, CodingKey {
@@ -37,11 +39,11 @@ struct DeviceInfo: Encodable {
         case numIRQs = "num_irqs", regions, irqs
     }
 
-    init(uuid: String, bar0Size: Int, apertureSize: Int) {
+    init(uuid: String, bar0Size: Int, apertureSize: Int, migrationRegion: Int?) {
         self.uuid = uuid
         flagsValue = UInt32(VFIO_DEVICE_FLAGS_PCI) | UInt32(VFIO_DEVICE_FLAGS_RESET)
         flags = ["VFIO_DEVICE_FLAGS_PCI", "VFIO_DEVICE_FLAGS_RESET"]
-        numRegions = Int(VFIO_PCI_NUM_REGIONS)
+        numRegions = Int(VFIO_PCI_NUM_REGIONS) + (migrationRegion == nil ? 0 : 1)
         numIRQs = Int(VFIO_PCI_NUM_IRQS)
         let rw = UInt32(VFIO_REGION_INFO_FLAG_READ) | UInt32(VFIO_REGION_INFO_FLAG_WRITE)
         let mmap = rw | UInt32(VFIO_REGION_INFO_FLAG_MMAP)
@@ -54,6 +56,12 @@ struct DeviceInfo: Encodable {
             Region(index: Int(VFIO_PCI_BAR2_REGION_INDEX), name: "BAR2", size: apertureSize, flags: names(mmap), flagsValue: mmap, file: nil),
             Region(index: Int(VFIO_PCI_CONFIG_REGION_INDEX), name: "CONFIG", size: ConfigSpace.size, flags: names(rw), flagsValue: rw, file: "regions/config"),
         ]
+        if let migrationRegion {
+            // A device-specific region with the v1 migration type/subtype capability.
+            regions.append(Region(index: Int(VFIO_PCI_NUM_REGIONS), name: "MIGRATION", size: migrationRegion, flags: names(rw),
+                                  flagsValue: rw, file: "regions/migration", type: UInt32(VFIO_REGION_TYPE_MIGRATION_DEPRECATED),
+                                  subtype: UInt32(VFIO_REGION_SUBTYPE_MIGRATION_DEPRECATED)))
+        }
         let intx = UInt32(VFIO_IRQ_INFO_EVENTFD) | UInt32(VFIO_IRQ_INFO_MASKABLE) | UInt32(VFIO_IRQ_INFO_AUTOMASKED)
         let msi = UInt32(VFIO_IRQ_INFO_EVENTFD) | UInt32(VFIO_IRQ_INFO_NORESIZE)
         irqs = [

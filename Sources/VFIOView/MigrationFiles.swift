@@ -14,8 +14,11 @@ import VirtualFS
 ///     stop_copy_size  VFIO_DEVICE_FEATURE_MIG_DATA_SIZE
 ///     error           the last failure, in words
 enum MigrationFiles {
-    static func add(to dir: Inode, _ mig: MigrationDevice, opens: OpenCount, _ c: inout TreeContents) throws(FSError) {
+    static func add(to dir: Inode, _ mig: MigrationDevice, opens: OpenCount, v1: Bool, _ c: inout TreeContents) throws(FSError) {
         let m = try c.directory("migration", in: dir)
+        try c.attribute("error", in: m, Attribute(show: { mig.lastError.isEmpty ? "" : mig.lastError + "\n" }))
+        // A v1 device migrates through regions/migration; only its last error is here.
+        if v1 { return }
         try c.attribute("state", in: m, Attribute(
             show: { "\(mig.state)\n" },
             store: { (bytes: [UInt8]) throws(FSError) in
@@ -34,7 +37,6 @@ enum MigrationFiles {
             } catch { throw FSError(error.errno, error.message) }
         }))
         try c.attribute("stop_copy_size", in: m, Attribute(show: { "\(mig.stopCopySize)\n" }))
-        try c.attribute("error", in: m, Attribute(show: { mig.lastError.isEmpty ? "" : mig.lastError + "\n" }))
     }
 }
 

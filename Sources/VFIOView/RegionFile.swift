@@ -1,4 +1,5 @@
 import GPUModel
+import Migration
 import Synchronization
 import VirtualFS
 
@@ -14,7 +15,7 @@ final class OpenCount: Sendable {
 /// A VFIO region as a file: `pread`/`pwrite` at region offsets reach the
 /// device model with the access's own size, as the region's read/write would.
 struct RegionFile: FileContent {
-    enum Kind { case config, bar0 }
+    enum Kind { case config, bar0, migration(V1Region) }
     let kind: Kind
     let device: VGPU
     let size: Int
@@ -52,6 +53,10 @@ final class OpenRegion: OpenFile {
                 }
                 var value = try region.device.readBAR0(offset: offset, size: size).littleEndian
                 withUnsafeBytes(of: &value) { reply(UnsafeRawBufferPointer(rebasing: $0.prefix(size))) }
+            case .migration(let v1):
+                do throws(MigrationError) { try v1.read(offset: offset, size: size).withUnsafeBytes(reply) } catch {
+                    throw .init(errno: error.errno, message: error.message)
+                }
             }
         } catch {
             throw FSError(error.errno, error.message)
@@ -71,6 +76,10 @@ final class OpenRegion: OpenFile {
                 var value: UInt64 = 0
                 withUnsafeMutableBytes(of: &value) { $0.copyMemory(from: data) }
                 try region.device.writeBAR0(offset: offset, size: data.count, value: UInt64(littleEndian: value))
+            case .migration(let v1):
+                do throws(MigrationError) { try v1.write(offset: offset, bytes: Array(data)) } catch {
+                    throw .init(errno: error.errno, message: error.message)
+                }
             }
             return data.count
         } catch {

@@ -136,8 +136,13 @@ public final class VFIOView: MdevBusObserver, @unchecked Sendable {
         let uuid = device.uuid
         let dir = try c.directory(uuid, in: vfioRoot)
         let (bar0Size, aperture) = gpu.withHardware { ($0.bar0Size, $0.apertureSize) }
-        try c.attribute("info", in: dir, .constant(DeviceInfo(uuid: uuid, bar0Size: bar0Size, apertureSize: aperture).json))
+        let v1 = device.type.config.migrationProtocol == "v1"
+        try c.attribute("info", in: dir, .constant(DeviceInfo(uuid: uuid, bar0Size: bar0Size, apertureSize: aperture,
+                                                              migrationRegion: v1 ? V1Region.size : nil).json))
         let regions = try c.directory("regions", in: dir)
+        if v1 {
+            try c.file("migration", in: regions, RegionFile(kind: .migration(V1Region(device: mig)), device: gpu, size: V1Region.size, opens: entry.opens), permissions: 0o600)
+        }
         try c.file("config", in: regions, RegionFile(kind: .config, device: gpu, size: ConfigSpace.size, opens: entry.opens), permissions: 0o600)
         try c.file("bar0", in: regions, RegionFile(kind: .bar0, device: gpu, size: bar0Size, opens: entry.opens), permissions: 0o600)
         try c.attribute("reset", in: dir, Attribute(store: { (bytes: [UInt8]) throws(FSError) in
@@ -146,7 +151,7 @@ public final class VFIOView: MdevBusObserver, @unchecked Sendable {
         }))
         try c.attribute("state_digest", in: dir, Attribute(show: { gpu.stateDigest + "\n" }))
         try WorkloadFiles.add(to: dir, gpu, &c)
-        try MigrationFiles.add(to: dir, mig, opens: entry.opens, &c)
+        try MigrationFiles.add(to: dir, mig, opens: entry.opens, v1: v1, &c)
         try c.symlink("sysfs", in: dir, to: "../../sys/bus/mdev/devices/\(uuid)")
 
         let sysDevice = try c.resolve(SysfsView.devicePath(device, on: parent)).ino

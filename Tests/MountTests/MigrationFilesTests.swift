@@ -139,4 +139,30 @@ struct MigrationFilesTests {
             #expect(errnoOf { try writeText(h.device(uuidB) + "/migration_version", try readText(h.device(uuidA) + "/migration_version")) } == EINVAL)
         }
     }
+
+    @Test("a v1 type exposes regions/migration with the 5.8 layout and native-width rules")
+    func v1Region() throws {
+        var parent = ParentConfig(address: "0000:00:02.0")
+        parent.types = parent.types.map { var t = $0; t.migrationProtocol = "v1"; return t }
+        try withMountedHost(HostConfig(parents: [parent]).withClock("stepped")) { h in
+            try writeText(h.typeDir("i915-GVTg_V5_8") + "/create", uuidA)
+            #expect(try listDir(h.vfio(uuidA) + "/regions") == ["bar0", "config", "migration"])
+            #expect(try listDir(h.vfio(uuidA) + "/migration") == ["error"])
+            let info = try JSONSerialization.jsonObject(with: Data(try readText(h.vfio(uuidA) + "/info").utf8)) as! [String: Any]
+            #expect(info["num_regions"] as? Int == 10)
+            let region = (info["regions"] as! [[String: Any]]).first { $0["name"] as? String == "MIGRATION" }!
+            #expect(region["index"] as? Int == 9 && region["type"] as? Int == 3 && region["subtype"] as? Int == 1)
+            let fd = try openFile(h.vfio(uuidA) + "/regions/migration")
+            defer { close(fd) }
+            #expect(try preadValue(fd, 0, 4) == 0b001)
+            #expect(errnoOf { try pwriteValue(fd, 0, 4, 0b101) } == EINVAL)
+            #expect(try readText(h.vfio(uuidA) + "/migration/error").contains("101b and 111b are invalid"))
+            #expect(errnoOf { _ = try preadValue(fd, 0, 8) } == EINVAL)
+            try pwriteValue(fd, 0, 4, 0b010)                               // stop-and-copy
+            #expect(try preadValue(fd, 8, 8) > 0)                          // pending_bytes
+            #expect(try preadValue(fd, 16, 8) == 4096)                     // data_offset
+            #expect(try preadValue(fd, 24, 8) > 0)                         // data_size
+            #expect(try readText(h.vfio(uuidA) + "/workload/running") == "0\n")
+        }
+    }
 }
