@@ -8,6 +8,7 @@
 //   GPUModel   simulated GVT-g hardware per vGPU: config space, MMIO, GGTT, memory, workload; no files
 //   StateStream the device-state stream format: header, records, checksums, compatibility; no devices
 //   Migration  the v2 state machine and save/resume of a GPUModel device over StateStream; no files
+//   Toolkit    record, inspect, verify, diff, replay, migrate, compat: over a device's files only
 //   MdevCore   the mdev bus and the GVT-g-like parent driver: types, pool, create/remove; no files
 //   MdevSysfs  the kernel's sysfs layout of an MdevCore host, as VirtualFS nodes
 //   VFIOView   each vGPU's VFIO device (regions, info, reset, digest) under vfio/, as VirtualFS nodes
@@ -64,10 +65,11 @@ let package = Package(
             name: "Simulator",
             dependencies: ["GPUModel", "MdevCore", "MdevSysfs", "VFIOView", "VirtualFS"]
         ),
+        .target(name: "Toolkit", dependencies: ["GPUModel", "StateStream"]),
         .executableTarget(
             name: "mdevsim",
             dependencies: [
-                "FuseBridge", "MdevCore", "Simulator", "VirtualFS",
+                "FuseBridge", "MdevCore", "Simulator", "Toolkit", "VirtualFS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -82,7 +84,7 @@ let package = Package(
         .testTarget(name: "MdevCoreTests", dependencies: ["MdevCore", "MdevSysfs", "VirtualFS"]),
         .testTarget(
             name: "MountTests",
-            dependencies: ["FuseBridge", "GPUModel", "MdevCore", "MdevSysfs", "Simulator", "VirtualFS"]
+            dependencies: ["FuseBridge", "GPUModel", "MdevCore", "MdevSysfs", "Simulator", "StateStream", "VirtualFS"]
         ),
     ]
 )

@@ -98,18 +98,24 @@ public final class VGPU: Sendable {
         let perTick = Duration.seconds(1) / WorkloadConfig.ticksPerSecond
         let due = UInt64(max(0, elapsed / perTick))
         guard due > 0 else { return }
-        if due > maxCatchUpTicks {
-            run(&s, ticks: maxCatchUpTicks)
-            s.lastTick = now
-        } else {
-            run(&s, ticks: due)
-            s.lastTick += perTick * Int(due)
-        }
+        let ticks = min(due, maxCatchUpTicks)
+        // Writing more than twice the working set in one catch-up changes nothing
+        // an observer can see (the same pages are dirty), so the real-time clock
+        // spreads at most that much over the ticks it applies.
+        let page = UInt64(GPULayout.pageSize)
+        let limit = UInt64(2 * s.workload.workingSetPages) * page
+        let bytes = min(bytesPerTick(s.config) * ticks, max(limit, page))
+        run(&s, ticks: ticks, bytesPerTick: bytes / ticks)
+        if due > maxCatchUpTicks { s.lastTick = now } else { s.lastTick += perTick * Int(due) }
     }
 
-    private static func run(_ s: inout State, ticks: UInt64) {
-        let bytesPerTick = UInt64(max(0, s.config.dirtyRateMBps) * 1_000_000 / Double(WorkloadConfig.ticksPerSecond))
-        for _ in 0..<ticks { s.workload.tick(&s.workloadState, &s.hardware, bytesPerTick: bytesPerTick) }
+    private static func bytesPerTick(_ c: WorkloadConfig) -> UInt64 {
+        UInt64(max(0, c.dirtyRateMBps) * 1_000_000 / Double(WorkloadConfig.ticksPerSecond))
+    }
+
+    private static func run(_ s: inout State, ticks: UInt64, bytesPerTick: UInt64? = nil) {
+        let rate = bytesPerTick ?? VGPU.bytesPerTick(s.config)
+        for _ in 0..<ticks { s.workload.tick(&s.workloadState, &s.hardware, bytesPerTick: rate) }
     }
 
     // MARK: Guest-visible accesses

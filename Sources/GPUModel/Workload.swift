@@ -73,6 +73,9 @@ struct Workload {
         multiplier = n % 40503 == 0 ? 1 : 40503
     }
 
+    /// Pages the guest renders into: both framebuffers and the texture pool.
+    var workingSetPages: Int { 2 * framebufferPages + poolPages }
+
     func frame(forPage p: UInt64) -> UInt32 {
         UInt32((p &* multiplier &+ 17) % UInt64(geometry.gmPages))
     }

@@ -1,0 +1,227 @@
+import ArgumentParser
+import Foundation
+import Toolkit
+
+/// Runs a tool body, turning its failure into a message on stderr and the exit code.
+func runTool(_ name: String, _ body: () throws -> Void) throws {
+    do {
+        try body()
+    } catch let e as ToolError {
+        FileHandle.standardError.write(Data("mdevsim \(name): \(e.message)\n".utf8))
+        throw ExitCode(e.exitCode)
+    } catch let e as ExitCode {
+        throw e
+    } catch {
+        FileHandle.standardError.write(Data("mdevsim \(name): \(error)\n".utf8))
+        throw ExitCode(1)
+    }
+}
+
+/// Progress lines on stderr, only when stderr is a terminal (or --verbose).
+func progress(_ verbose: Bool) -> ((String) -> Void)? {
+    guard verbose || isatty(2) != 0 else { return nil }
+    return { FileHandle.standardError.write(Data("  \($0)\n".utf8)) }
+}
+
+func printJSON<T: Encodable>(_ value: T) {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+    print(String(decoding: try! encoder.encode(value), as: UTF8.self))
+}
+
+struct Record: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Save a device's state to a blob.",
+        discussion: """
+        DEV is DIR/vfio/<uuid> or DIR/sys/bus/mdev/devices/<uuid>; v2 and v1 devices are
+        detected. Without --live: stop-and-copy only. The device is left stopped unless
+        --resume-source; on failure it is put back to RUNNING.
+
+          mdevsim record /tmp/mdev/vfio/$UUID -o vgpu.blob --live --resume-source
+        """
+    )
+    @Argument(help: "The device.") var device: String
+    @Option(name: .shortAndLong, help: "Output file, or - for stdout.") var output: String
+    @Flag(help: "Pre-copy while the device keeps running, then stop-and-copy.") var live = false
+    @Flag(help: "Put the source back to RUNNING afterwards.") var resumeSource = false
+    @Option(help: "Pre-copy iterations at most.") var maxIterations = 8
+    @Flag(help: "Print progress even when stderr is not a terminal.") var verbose = false
+
+    func run() throws {
+        try runTool("record") {
+            var o = Recorder.Options()
+            o.live = live
+            o.resumeSource = resumeSource
+            o.maxIterations = maxIterations
+            o.progress = progress(verbose)
+            let result = try Recorder.record(try DeviceHandle(device), o)
+            try FileIO.writeAll(output, result.blob)
+            if output != "-" {
+                print("recorded \(result.blob.count) bytes to \(output) (\(result.iterations.count) passes: \(result.iterations.map(String.init).joined(separator: " + ")))")
+            }
+        }
+    }
+}
+
+struct Inspect: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show a blob's header, records, checksum status and registers by name.",
+        discussion: "  mdevsim inspect vgpu.blob\n  mdevsim record DEV -o - | mdevsim inspect - --json"
+    )
+    @Argument(help: "Blob file, or - for stdin.") var file: String
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() throws {
+        try runTool("inspect") {
+            let analysis = BlobAnalysis(try FileIO.readAll(file))
+            print(json ? Toolkit.Inspect.json(analysis) : Toolkit.Inspect.text(analysis, source: file), terminator: "")
+        }
+    }
+}
+
+struct Verify: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Check a blob's structure and checksums: exit 0 only for a sound blob.",
+        discussion: "The first fault is reported with its byte offset (exit 1).\n  mdevsim verify vgpu.blob"
+    )
+    @Argument(help: "Blob file, or - for stdin.") var file: String
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() throws {
+        try runTool("verify") {
+            let a = BlobAnalysis(try FileIO.readAll(file))
+            if json {
+                struct Out: Encodable { let file: String; let sound: Bool; let bytes: Int; let records: Int; let faultOffset: Int?; let fault: String? }
+                printJSON(Out(file: file, sound: a.sound, bytes: a.size, records: a.records.count, faultOffset: a.fault?.offset, fault: a.fault?.message))
+            } else if a.sound {
+                print("\(file): sound (\(a.size) bytes, \(a.records.count) records, every checksum matches, end record present)")
+            }
+            if let fault = a.fault {
+                if !json { FileHandle.standardError.write(Data("mdevsim verify: \(file): \(fault)\n".utf8)) }
+                throw ExitCode(1)
+            }
+        }
+    }
+}
+
+struct Diff: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Compare two blobs: header fields, registers by name, memory as page ranges.",
+        discussion: "Exit 0 when they hold the same state, 1 when they differ.\n  mdevsim diff before.blob after.blob"
+    )
+    @Argument(help: "First blob.") var a: String
+    @Argument(help: "Second blob.") var b: String
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() throws {
+        try runTool("diff") {
+            let lines = Toolkit.Diff.lines(BlobAnalysis(try FileIO.readAll(a)), BlobAnalysis(try FileIO.readAll(b)))
+            if json {
+                struct Out: Encodable { let same: Bool; let differences: [String] }
+                printJSON(Out(same: lines.isEmpty, differences: lines))
+            } else {
+                print(lines.isEmpty ? "\(a) and \(b) hold the same device state" : "--- \(a)\n+++ \(b)\n" + lines.joined(separator: "\n"))
+            }
+            if !lines.isEmpty { throw ExitCode(1) }
+        }
+    }
+}
+
+struct Replay: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Resume a device from a blob and print the resulting state_digest.",
+        discussion: """
+        A refused blob is not loaded: the reason is printed, the device is reset to RUNNING
+        (the only way out of RESUMING) and the exit code is 1.
+          mdevsim replay vgpu.blob /tmp/mdev/vfio/$UUID --chunk 4096
+        """
+    )
+    @Argument(help: "Blob file, or - for stdin.") var file: String
+    @Argument(help: "The device.") var device: String
+    @Option(help: "Bytes per write.") var chunk = 1 << 20
+    @Flag(name: .customLong("run"), help: "Set the device RUNNING afterwards.") var setRunning = false
+
+    func validate() throws {
+        guard chunk > 0 else { throw ValidationError("--chunk must be positive") }
+    }
+
+    func run() throws {
+        try runTool("replay") {
+            let digest = try Replayer.replay(try FileIO.readAll(file), to: try DeviceHandle(device), chunk: chunk, run: setRunning)
+            print(digest)
+        }
+    }
+}
+
+struct Migrate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Live-migrate SRC to DST through their files, as a VMM would.",
+        discussion: """
+        Checks compatibility first (writes SRC's migration_version to DST's), puts DST in
+        RESUMING, iterates PRE_COPY until the remaining dirty data fits --max-downtime at
+        --bandwidth (or --max-iterations), then STOP_COPY, loads DST, checks both digests,
+        sets DST RUNNING and releases SRC (STOP). On any failure SRC ends RUNNING and DST
+        is reset; the message names the step.
+          mdevsim migrate /tmp/mdev/vfio/$SRC /tmp/mdev/vfio/$DST --max-downtime 100 --bandwidth 500
+        """
+    )
+    @Argument(help: "Source device.") var source: String
+    @Argument(help: "Destination device.") var destination: String
+    @Option(help: "Largest acceptable downtime, ms.") var maxDowntime = 300.0
+    @Option(help: "Link bandwidth the downtime is computed for, MB/s.") var bandwidth = 1000.0
+    @Option(help: "Pre-copy iterations at most.") var maxIterations = 10
+    @Flag(help: "Print JSON.") var json = false
+    @Flag(help: "Print progress even when stderr is not a terminal.") var verbose = false
+    @Option(help: .hidden) var failAt: String?
+
+    func run() throws {
+        try runTool("migrate") {
+            var o = Migrator.Options()
+            o.maxDowntimeMS = maxDowntime
+            o.bandwidthMBps = bandwidth
+            o.maxIterations = maxIterations
+            o.progress = progress(verbose)
+            o.failAt = failAt
+            let r = try Migrator.migrate(from: try DeviceHandle(source), to: try DeviceHandle(destination), o)
+            if json { printJSON(r); return }
+            print("migrated \(source) → \(destination)")
+            print("  pre-copy iterations: \(r.iterations.count)\(r.converged ? " (converged)" : " (did not converge: iteration limit)")")
+            for (i, n) in r.iterations.enumerated() { print("    \(i + 1): \(n) bytes sent, \(r.dirtyAfter[i]) dirty after") }
+            print("  stop-and-copy: \(r.finalBytes) bytes; total \(r.totalBytes) bytes in \(String(format: "%.3f", r.totalSeconds)) s")
+            print(String(format: "  downtime: %.1f ms simulated at %.0f MB/s, %.1f ms measured", r.simulatedDowntimeMS, bandwidth, r.measuredDowntimeMS))
+            print("  state_digest equal on both sides: \(r.digestsEqual ? "yes" : "no")")
+        }
+    }
+}
+
+struct Compat: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Explain whether SRC can migrate to DST, rule by rule.",
+        discussion: """
+        SRC and DST can be devices (DIR/vfio/<uuid>), types (.../mdev_supported_types/<type>)
+        or blobs. Exit 0 when compatible, 1 when not. With --candidates, ranks the given
+        destinations, compatible ones first, closest driver version first.
+          mdevsim compat /tmp/mdev/vfio/$SRC /tmp/mdev/vfio/$DST
+          mdevsim compat vgpu.blob --candidates /tmp/mdev/vfio/*
+        """
+    )
+    @Argument(help: "Source: device, type or blob.") var source: String
+    @Argument(help: "Destination: device or type.") var destination: String?
+    @Option(parsing: .upToNextOption, help: "Destinations to rank.") var candidates: [String] = []
+    @Flag(help: "Print JSON.") var json = false
+
+    func validate() throws {
+        guard destination != nil || !candidates.isEmpty else { throw ValidationError("give DST or --candidates DEV...") }
+    }
+
+    func run() throws {
+        try runTool("compat") {
+            let src = try Toolkit.Compat.endpoint(source)
+            let targets = (destination.map { [$0] } ?? []) + candidates
+            let verdicts = try targets.map { Toolkit.Compat.check(src, try Toolkit.Compat.endpoint($0)) }
+                .sorted { ($0.compatible ? 0 : 1, $0.rank) < ($1.compatible ? 0 : 1, $1.rank) }
+            if json { printJSON(verdicts) } else { verdicts.forEach { print(Toolkit.Compat.text($0), terminator: "") } }
+            if !(verdicts.first?.compatible ?? false) { throw ExitCode(1) }
+        }
+    }
+}
