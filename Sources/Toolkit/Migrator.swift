@@ -227,9 +227,10 @@ public enum Compat {
     /// whose graphics memory and fences are equal.
     static func sameResources(_ a: [(String, String)], _ b: [(String, String)]) -> String? {
         let da = Dictionary(a, uniquingKeysWith: { x, _ in x }), db = Dictionary(b, uniquingKeysWith: { x, _ in x })
-        let keys = ["low_gm_mb", "high_gm_mb", "fences"]
+        let keys = ["low_gm_mb", "high_gm_mb"]
         guard keys.allSatisfy({ da[$0] != nil && da[$0] == db[$0] }) else { return nil }
-        return "same graphics memory and fences (\(da["type"] ?? "?") ×\(da["aggregation"] ?? "1") equals \(db["type"] ?? "?") ×\(db["aggregation"] ?? "1")), but the state layout is the type's, so the types must match"
+        let fences = da["fences"] == db["fences"] ? "" : " (fences \(da["fences"] ?? "?") vs \(db["fences"] ?? "?"))"
+        return "same graphics memory: \(da["type"] ?? "?") ×\(da["aggregation"] ?? "1") equals \(db["type"] ?? "?") ×\(db["aggregation"] ?? "1")\(fences), but the saved state is laid out per type, so the types must match"
     }
 
     public static func text(_ v: Verdict) -> String {

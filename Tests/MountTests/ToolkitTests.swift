@@ -1,0 +1,201 @@
+import Foundation
+import MdevCore
+import Testing
+
+/// The stream toolkit as users run it: the real `mdevsim` binary against a real mount.
+@Suite("stream toolkit commands against a real mount", .enabled(if: canMount && haveMdevsimBinary), .timeLimit(.minutes(2)))
+struct ToolkitTests {
+    let stepped = HostConfig.builtIn.withClock("stepped")
+    let testdata = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../testdata").standardized.path
+
+    func mdevsim(_ args: String..., input: String? = nil) throws -> Ran { try run(mdevsimBinary, args, input: input) }
+
+    /// A V5_8 on the stepped clock with seed 1, stepped `steps` ticks at 1 MB/s.
+    func prepare(_ h: MountedHost, _ uuid: String, steps: Int, type: String = "i915-GVTg_V5_8") throws {
+        try writeText(h.typeDir(type) + "/create", uuid)
+        try writeText(h.vfio(uuid) + "/workload/seed", "1")
+        try writeText(h.vfio(uuid) + "/workload/dirty_rate_mbps", "1")
+        try writeText(h.vfio(uuid) + "/workload/step", String(steps))
+    }
+
+    func tempFile(_ name: String) -> String { makeTempDirectory("blob") + "/" + name }
+
+    @Test("record, verify, replay: the replayed device has the recorded state")
+    func recordVerifyReplay() throws {
+        try withMountedHost(stepped) { h in
+            try prepare(h, uuidA, steps: 40)
+            try writeText(h.typeDir("i915-GVTg_V5_8") + "/create", uuidB)
+            let blob = tempFile("a.blob")
+            var r = try mdevsim("record", h.vfio(uuidA), "-o", blob)
+            #expect(r.status == 0, "\(r)")
+            #expect(r.out.hasPrefix("recorded "))
+            #expect(try readText(h.vfio(uuidA) + "/migration/state") == "STOP\n")
+            r = try mdevsim("verify", blob)
+            #expect(r.status == 0 && r.out.contains("sound"), "\(r)")
+            r = try mdevsim("replay", blob, h.device(uuidB), "--chunk", "777")
+            #expect(r.status == 0, "\(r)")
+            #expect(r.out == (try readText(h.vfio(uuidA) + "/state_digest")))
+            #expect(try readText(h.vfio(uuidB) + "/migration/state") == "STOP\n")
+            // --resume-source leaves the source running; recording again gives the same bytes.
+            r = try mdevsim("record", h.vfio(uuidA), "-o", blob + "2", "--resume-source")
+            #expect(r.status == 0, "\(r)")
+            #expect(try readText(h.vfio(uuidA) + "/migration/state") == "RUNNING\n")
+            #expect(try readBytes(blob) == (try readBytes(blob + "2")))
+        }
+    }
+
+    @Test("inspect and diff match their golden outputs; inspect reads stdin and gives JSON")
+    func goldenOutputs() throws {
+        try withMountedHost(stepped) { h in
+            try prepare(h, uuidA, steps: 30)
+            let a = tempFile("a.blob"), b = tempFile("b.blob")
+            #expect(try mdevsim("record", h.vfio(uuidA), "-o", a, "--resume-source").status == 0)
+            try writeText(h.vfio(uuidA) + "/workload/step", "30")
+            #expect(try mdevsim("record", h.vfio(uuidA), "-o", b).status == 0)
+            let inspect = try run("/bin/sh", ["-c", "\"$0\" inspect - < \"$1\"", mdevsimBinary, a])
+            #expect(inspect.status == 0)
+            #expect(inspect.out == (try String(contentsOfFile: testdata + "/golden/inspect-v5_8-30-ticks.txt", encoding: .utf8)), "\(inspect.out)")
+            let diff = try mdevsim("diff", a, b)
+            #expect(diff.status == 1)
+            let body = diff.out.split(separator: "\n", omittingEmptySubsequences: false).dropFirst(2).joined(separator: "\n")
+            #expect(body == (try String(contentsOfFile: testdata + "/golden/diff-30-60-ticks.txt", encoding: .utf8)), "\(body)")
+            #expect(try mdevsim("diff", a, a).status == 0)
+            let json = try mdevsim("inspect", a, "--json")
+            let parsed = try JSONSerialization.jsonObject(with: Data(json.out.utf8)) as! [String: Any]
+            #expect(parsed["complete"] as? Bool == true)
+            #expect((parsed["parameters"] as? [String: String])?["type"] == "i915-GVTg_V5_8")
+            #expect((parsed["registers"] as? [String: Any])?["RING_CTL"] as? Int == 0x7001)
+        }
+    }
+
+    @Test("verify reports the first fault with its byte offset, and exits 1")
+    func verifyFaults() throws {
+        try withMountedHost(stepped) { h in
+            try prepare(h, uuidA, steps: 10)
+            let blob = tempFile("a.blob")
+            #expect(try mdevsim("record", h.vfio(uuidA), "-o", blob).status == 0)
+            var bytes = try readBytes(blob)
+            bytes[bytes.count / 2] ^= 1
+            try Data(bytes).write(to: URL(fileURLWithPath: blob + ".bad"))
+            var r = try mdevsim("verify", blob + ".bad")
+            #expect(r.status == 1)
+            #expect(r.err.contains("checksum mismatch") && r.err.contains("at byte "), "\(r)")
+            try Data(bytes.prefix(bytes.count - 5)).write(to: URL(fileURLWithPath: blob + ".short"))
+            r = try mdevsim("verify", blob + ".short", "--json")
+            #expect(r.status == 1)
+            #expect(r.out.contains("\"sound\" : false"), "\(r)")
+            r = try mdevsim("verify", "/nonexistent.blob")
+            #expect(r.status == 2 && r.err.contains("cannot open /nonexistent.blob"), "\(r)")
+        }
+    }
+
+    @Test("replay of an incompatible blob is refused with the reason and the device ends RUNNING")
+    func replayRefused() throws {
+        try withMountedHost(stepped) { h in
+            try prepare(h, uuidA, steps: 10)
+            try writeText(h.typeDir("i915-GVTg_V5_4") + "/create", uuidB)
+            let blob = tempFile("a.blob")
+            #expect(try mdevsim("record", h.vfio(uuidA), "-o", blob).status == 0)
+            let r = try mdevsim("replay", blob, h.vfio(uuidB))
+            #expect(r.status == 1)
+            #expect(r.err.contains("type=i915-GVTg_V5_8 is not supported by the destination"), "\(r)")
+            #expect(try readText(h.vfio(uuidB) + "/migration/state") == "RUNNING\n")
+        }
+    }
+
+    @Test("compat explains rule by rule for devices, types and blobs, and ranks candidates")
+    func compat() throws {
+        try withMountedHost(stepped) { h in
+            try prepare(h, uuidA, steps: 5)
+            try writeText(h.typeDir("i915-GVTg_V5_8") + "/create", uuidB)
+            try writeText(h.typeDir("i915-GVTg_V5_4") + "/create", uuidC)
+            var r = try mdevsim("compat", h.vfio(uuidA), h.vfio(uuidB))
+            #expect(r.status == 0 && r.out.contains(": compatible") && r.out.contains("[ok] migration_version write"), "\(r)")
+            r = try mdevsim("compat", h.vfio(uuidA), h.typeDir("i915-GVTg_V5_4"))
+            #expect(r.status == 1)
+            #expect(r.out.contains("[FAIL] parameter type") && r.out.contains("type=i915-GVTg_V5_8 vs type=i915-GVTg_V5_4"), "\(r)")
+            let blob = tempFile("a.blob")
+            #expect(try mdevsim("record", h.vfio(uuidA), "-o", blob, "--resume-source").status == 0)
+            r = try mdevsim("compat", blob, "--candidates", h.vfio(uuidC), h.vfio(uuidB), "--json")
+            #expect(r.status == 0)
+            let verdicts = try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as! [[String: Any]]
+            #expect(verdicts.map { $0["destination"] as? String } == [h.vfio(uuidB), h.vfio(uuidC)])
+            #expect(verdicts.map { $0["compatible"] as? Bool } == [true, false])
+        }
+    }
+
+    @Test("compat explains an aggregated V5_4 with the resources of a V5_2")
+    func aggregationExplained() throws {
+        try withMountedHost(twoParentConfig) { h in
+            try writeText(h.typeDir("i915-GVTg_V5_4") + "/create", uuidA)
+            try writeText(h.device(uuidA) + "/mdev/aggregated_instances", "2")
+            try writeText(h.typeDir("i915-GVTg_V5_2") + "/create", uuidB)
+            let r = try mdevsim("compat", h.vfio(uuidA), h.vfio(uuidB))
+            #expect(r.status == 1)
+            #expect(r.out.contains("same graphics memory: i915-GVTg_V5_4 ×2 equals i915-GVTg_V5_2 ×1 (fences 8 vs 4)"), "\(r)")
+        }
+    }
+
+    @Test("migrate converges at a low dirty rate, hits the iteration limit at a high one, and verifies both digests")
+    func migrateRates() throws {
+        try withMountedHost { h in
+            for uuid in [uuidA, uuidB] { try writeText(h.typeDir("i915-GVTg_V5_8") + "/create", uuid) }
+            try writeText(h.vfio(uuidA) + "/workload/working_set_mib", "2")
+            try writeText(h.vfio(uuidA) + "/workload/dirty_rate_mbps", "0.1")
+            var r = try mdevsim("migrate", h.vfio(uuidA), h.vfio(uuidB), "--max-downtime", "100", "--bandwidth", "100", "--json")
+            #expect(r.status == 0, "\(r)")
+            var report = try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as! [String: Any]
+            #expect(report["converged"] as? Bool == true)
+            #expect(report["digests_equal"] as? Bool == true)
+            #expect(try readText(h.vfio(uuidA) + "/migration/state") == "STOP\n")
+            #expect(try readText(h.vfio(uuidB) + "/migration/state") == "RUNNING\n")
+
+            // Back the other way with a guest that dirties far more than the link can carry.
+            try writeText(h.vfio(uuidA) + "/reset", "1")
+            try writeText(h.vfio(uuidB) + "/workload/dirty_rate_mbps", "400")
+            r = try mdevsim("migrate", h.vfio(uuidB), h.vfio(uuidA), "--max-downtime", "1", "--bandwidth", "1", "--max-iterations", "3", "--json")
+            #expect(r.status == 0, "\(r)")
+            report = try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as! [String: Any]
+            #expect(report["converged"] as? Bool == false)
+            #expect((report["precopy_bytes_per_iteration"] as? [Int])?.count == 3)
+            #expect(report["digests_equal"] as? Bool == true)
+        }
+    }
+
+    @Test("a failure injected at each step of migrate leaves the source RUNNING with its state intact", arguments: [
+        "compatibility check", "destination to RESUMING", "source to PRE_COPY", "pre-copy iteration 1",
+        "source to STOP_COPY", "stop-and-copy", "destination loads the state (RESUMING to STOP)", "destination to RUNNING",
+    ])
+    func migrateFailures(step: String) throws {
+        try withMountedHost(stepped) { h in
+            try prepare(h, uuidA, steps: 20)
+            try writeText(h.typeDir("i915-GVTg_V5_8") + "/create", uuidB)
+            let digest = try readText(h.vfio(uuidA) + "/state_digest")
+            let r = try mdevsim("migrate", h.vfio(uuidA), h.vfio(uuidB), "--fail-at", step)
+            #expect(r.status == 1)
+            #expect(r.err.contains("migration failed at step '\(step)'") && r.err.contains("the source is RUNNING"), "\(r)")
+            #expect(try readText(h.vfio(uuidA) + "/migration/state") == "RUNNING\n")
+            #expect(try readText(h.vfio(uuidA) + "/state_digest") == digest)
+            #expect(try readText(h.vfio(uuidB) + "/migration/state") == "RUNNING\n")
+        }
+    }
+
+    @Test("an incompatible migrate fails early at the compatibility check, naming the reason")
+    func migrateIncompatible() throws {
+        try withMountedHost(stepped) { h in
+            try prepare(h, uuidA, steps: 5)
+            try writeText(h.typeDir("i915-GVTg_V5_4") + "/create", uuidB)
+            let r = try mdevsim("migrate", h.vfio(uuidA), h.vfio(uuidB))
+            #expect(r.status == 1)
+            #expect(r.err.contains("failed at step 'compatibility check'") && r.err.contains("type=i915-GVTg_V5_8 is not supported"), "\(r)")
+            #expect(try readText(h.vfio(uuidA) + "/migration/state") == "RUNNING\n")
+        }
+    }
+
+    @Test("bad arguments: not a device, exit 2 with what was expected")
+    func badArguments() throws {
+        let r = try mdevsim("record", "/tmp", "-o", "/dev/null")
+        #expect(r.status == 2)
+        #expect(r.err.contains("is not an mdevsim device"), "\(r)")
+    }
+}
