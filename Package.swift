@@ -47,6 +47,7 @@ let package = Package(
         .target(
             name: "MdevCore",
             dependencies: [
+                "StateStream",
                 .product(name: "Yams", package: "Yams"),
             ]
         ),

@@ -1,4 +1,5 @@
 import Foundation
+import StateStream
 import Yams
 
 /// One vGPU type as GVT-g's `intel_vgpu_configs[]` table defines it.
@@ -245,7 +246,7 @@ public struct HostConfig: Codable, Sendable, Equatable {
                   (0...65536).contains(p.workload.workingSetMiB) else {
                 throw ConfigError("\(at): workload.dirty_rate_mbps must be 0...100000 and working_set_mib 0...65536")
             }
-            guard DriverVersion(p.driverVersion) != nil else {
+            guard SemanticVersion(p.driverVersion) != nil else {
                 throw ConfigError("\(at): driver_version must be x.y.z, e.g. 1.0.0")
             }
             var names = Set<String>()
@@ -289,20 +290,6 @@ public struct ConfigError: Error, CustomStringConvertible {
             return "\(path(ctx)): \(ctx.debugDescription)"
         @unknown default: return "\(error)"
         }
-    }
-}
-
-/// A semantic driver version `x.y.z`.
-public struct DriverVersion: Sendable, Equatable, Comparable, CustomStringConvertible {
-    public let major: Int, minor: Int, patch: Int
-    public init?(_ text: String) {
-        let parts = text.split(separator: ".", omittingEmptySubsequences: false).map { Int($0) }
-        guard parts.count == 3, let a = parts[0], let b = parts[1], let c = parts[2], a >= 0, b >= 0, c >= 0 else { return nil }
-        (major, minor, patch) = (a, b, c)
-    }
-    public var description: String { "\(major).\(minor).\(patch)" }
-    public static func < (l: DriverVersion, r: DriverVersion) -> Bool {
-        (l.major, l.minor, l.patch) < (r.major, r.minor, r.patch)
     }
 }
 
