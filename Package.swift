@@ -64,13 +64,13 @@ let package = Package(
         ),
         .target(
             name: "Simulator",
-            dependencies: ["GPUModel", "MdevCore", "MdevSysfs", "VFIOView", "VirtualFS"]
+            dependencies: ["GPUModel", "MdevCore", "MdevSysfs", "StateStream", "VFIOView", "VirtualFS"]
         ),
-        .target(name: "Toolkit", dependencies: ["GPUModel", "StateStream"]),
+        .target(name: "Toolkit", dependencies: ["GPUModel", "Migration", "StateStream"]),
         .executableTarget(
             name: "mdevsim",
             dependencies: [
-                "FuseBridge", "MdevCore", "Simulator", "Toolkit", "VirtualFS",
+                "FuseBridge", "MdevCore", "Migration", "Simulator", "Toolkit", "VirtualFS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

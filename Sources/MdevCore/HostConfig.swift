@@ -278,7 +278,7 @@ public struct HostConfig: Codable, Sendable, Equatable {
 
 public struct ConfigError: Error, CustomStringConvertible {
     public let description: String
-    init(_ description: String) { self.description = description }
+    public init(_ description: String) { self.description = description }
 
     static func describe(_ error: DecodingError) -> String {
         func path(_ ctx: DecodingError.Context) -> String {

@@ -33,6 +33,8 @@ public final class MigrationDevice: Sendable {
     /// What this device's own stream header says; also what it accepts.
     public let identity: StreamHeader
     public let resumeFailure: ResumeFailurePolicy
+    /// A replay device saves exactly these bytes and accepts only them back.
+    public let replayBlob: [UInt8]?
 
     struct SaveSession {
         let id: UInt64
@@ -69,12 +71,14 @@ public final class MigrationDevice: Sendable {
 
     private let core = Mutex(Core())
 
-    public init(gpu: VGPU, features: MigrationFeatures = .all, identity: StreamHeader, resumeFailure: ResumeFailurePolicy = .keep) {
+    public init(gpu: VGPU, features: MigrationFeatures = .all, identity: StreamHeader, resumeFailure: ResumeFailurePolicy = .keep,
+                replayBlob: [UInt8]? = nil) {
         MigrationState.checkKernelValues()
         self.gpu = gpu
         self.features = features
         self.identity = identity
         self.resumeFailure = resumeFailure
+        self.replayBlob = replayBlob
     }
 
     public var state: MigrationState { core.withLock { $0.state } }
@@ -154,6 +158,14 @@ public final class MigrationDevice: Sendable {
     private func finishResume(_ c: inout Core) throws(MigrationError) {
         guard let session = c.resuming else { return }
         var problem = session.failure
+        if let blob = replayBlob {
+            if problem == nil && session.received != blob.count {
+                problem = "only \(session.received) of the recorded blob's \(blob.count) bytes arrived"
+            }
+            if let problem { throw fail(&c, EINVAL, "resume refused, the device keeps its state: \(problem)") }
+            c.resuming = nil
+            return
+        }
         if problem == nil {
             do throws(StreamError) { try session.parser.finish() } catch { problem = "stream incomplete \(error)" }
         }
@@ -247,6 +259,14 @@ public final class MigrationDevice: Sendable {
         var w = StreamWriter()
         swap(&w.bytes, &s.buffer)
         defer { swap(&w.bytes, &s.buffer) }
+        if let blob = replayBlob {
+            // The recorded blob, byte for byte, in STOP_COPY; nothing during pre-copy.
+            if s.stopped && !s.finished {
+                w.bytes += blob
+                s.finished = true
+            }
+            return
+        }
         var tookDirty = false
         while w.bytes.count - s.bufferStart < wanted && !s.finished {
             if !s.headerSent {
@@ -302,6 +322,22 @@ public final class MigrationDevice: Sendable {
             c.resuming = nil
             defer { c.resuming = s }
             if let failure = s.failure { throw fail(&c, EINVAL, "resume already refused: \(failure)") }
+            if let blob = replayBlob {
+                // A replay device proves a transport preserved the blob: every byte must match.
+                for (i, byte) in bytes.enumerated() {
+                    let at = s.received + i
+                    guard at < blob.count else {
+                        s.failure = "more bytes arrived than the recorded blob's \(blob.count)"
+                        throw fail(&c, EINVAL, "resume refused: " + s.failure!)
+                    }
+                    guard blob[at] == byte else {
+                        s.failure = "byte \(at) is 0x\(String(byte, radix: 16)), the recorded blob has 0x\(String(blob[at], radix: 16)) there"
+                        throw fail(&c, EINVAL, "resume refused: " + s.failure!)
+                    }
+                }
+                s.received += bytes.count
+                return bytes.count
+            }
             let events: [StreamEvent]
             do throws(StreamError) { events = try s.parser.feed(bytes) } catch {
                 s.failure = "\(error)"
@@ -342,7 +378,8 @@ public final class MigrationDevice: Sendable {
     }
 
     private func remainingInitial(_ s: SaveSession) -> Int {
-        (s.headerSent ? 0 : StreamWriter.encodeHeader(identity).count)
+        if replayBlob != nil { return 0 }
+        return (s.headerSent ? 0 : StreamWriter.encodeHeader(identity).count)
             + DeviceImage.ggttBytes(s.ggttPages.count - s.ggttNext)
             + DeviceImage.memoryBytes(s.frames.count - s.framesNext) + s.available
     }
@@ -355,7 +392,8 @@ public final class MigrationDevice: Sendable {
     /// `VFIO_DEVICE_FEATURE_MIG_DATA_SIZE`: bytes still to come to complete a
     /// stop-copy from here (the whole image when no session is open).
     public var stopCopySize: Int {
-        core.withLock { c in
+        if let blob = replayBlob { return blob.count }
+        return core.withLock { c in
             let fixed = 4096
             if let s = c.saving { return remainingInitial(s) + dirtyEstimate() + fixed }
             let (pages, ggttPages) = gpu.withHardware { hw in (hw.memory.count, Set(hw.ggtt.keys.map { $0 >> 9 }).count) }

@@ -1,5 +1,6 @@
 import MdevCore
 import MdevSysfs
+import StateStream
 import VFIOView
 import VirtualFS
 
@@ -17,5 +18,28 @@ public final class SimulatedHost: Sendable {
         bus = MdevBus(config: config)
         sysfs = try SysfsView(bus: bus)
         vfio = try VFIOView(bus: bus, tree: sysfs.tree)
+    }
+
+    /// Creates a replay device: a vGPU of the blob's type whose save stream is
+    /// the blob byte for byte and whose resume accepts only exactly that blob.
+    @discardableResult
+    public func addReplayDevice(blob: [UInt8], uuid: String) throws -> MdevDevice {
+        var parser = StreamParser()
+        var header: StreamHeader?
+        if let events = try? parser.feed(Array(blob.prefix(StreamFormat.maxHeader + 64))) {
+            for case .header(let h, _) in events { header = h }
+        }
+        guard let header else { throw ConfigError("the replay blob has no readable mdevsim stream header") }
+        guard let typeID = header.parameter("type"),
+              let type = bus.parents.lazy.compactMap({ $0.type(id: typeID) }).first else {
+            throw ConfigError("the replay blob is of type '\(header.parameter("type") ?? "?")', which no parent of this host offers")
+        }
+        vfio.setReplay(uuid: uuid.lowercased(), blob: blob, identity: header)
+        let device: MdevDevice
+        do { device = try bus.create(type: type, uuidBytes: Array(uuid.utf8)) } catch { throw ConfigError("cannot create the replay device: \(error)") }
+        if let n = header.parameter("aggregation").flatMap(Int.init), n > 1 {
+            do { try bus.setAggregation(uuid: device.uuid, to: n) } catch { throw ConfigError("cannot aggregate the replay device ×\(n): \(error)") }
+        }
+        return device
     }
 }

@@ -31,6 +31,13 @@ public final class VFIOView: MdevBusObserver, @unchecked Sendable {
     }
 
     private let devices = Mutex<[String: Entry]>([:])
+    /// Blobs that devices with these UUIDs replay (`mdevsim mount --replay`).
+    private let replays = Mutex<[String: (blob: [UInt8], identity: StreamHeader)]>([:])
+
+    /// Makes the device created next with `uuid` a replay device of `blob`.
+    public func setReplay(uuid: String, blob: [UInt8], identity: StreamHeader) {
+        replays.withLock { $0[uuid] = (blob, identity) }
+    }
     private var vfioRoot: Inode = 0
 
     public init(bus: MdevBus, tree: Tree) throws(FSError) {
@@ -64,9 +71,10 @@ public final class VFIOView: MdevBusObserver, @unchecked Sendable {
     func makeEntry(_ device: MdevDevice, _ parent: MdevParent, aggregation: Int, workload: WorkloadConfig) -> Entry {
         let gpu = VGPU(uuid: device.uuid, geometry: VFIOView.geometry(for: device, parent: parent, aggregation: aggregation), workload: workload)
         let t = device.type.config
+        let replay = replays.withLock { $0[device.uuid] }
         let mig = MigrationDevice(gpu: gpu, features: MigrationFeatures(names: t.migrationFeatures) ?? .all,
-                                  identity: VFIOView.identity(type: device.type, parent: parent, aggregation: aggregation),
-                                  resumeFailure: ResumeFailurePolicy(rawValue: t.resumeFailure) ?? .keep)
+                                  identity: replay?.identity ?? VFIOView.identity(type: device.type, parent: parent, aggregation: aggregation),
+                                  resumeFailure: ResumeFailurePolicy(rawValue: t.resumeFailure) ?? .keep, replayBlob: replay?.blob)
         return Entry(device: gpu, migration: mig, opens: OpenCount())
     }
 

@@ -32,6 +32,12 @@ struct Mount: ParsableCommand {
     @Option(name: .long, help: "Clock of new vGPUs' workloads: 'real' (wall time) or 'stepped' (advances only on vfio/<uuid>/workload/step, for reproducible state). Overrides the config.")
     var clock: String?
 
+    @Option(name: .long, help: "Also serve a replay device: a vGPU of the blob's type whose save stream is FILE byte for byte and whose resume accepts only exactly FILE (to prove a transport preserved it).")
+    var replay: String?
+
+    @Option(name: .long, help: "UUID of the replay device.")
+    var replayUUID = "00000000-0000-4000-8000-00000000beef"
+
     @Flag(name: .long, help: "Let other users use the mount (needs user_allow_other in /etc/fuse.conf for non-root).")
     var allowOther = false
 
@@ -69,6 +75,13 @@ struct Mount: ParsableCommand {
 
         let simulated: SimulatedHost
         do { simulated = try SimulatedHost(config: host) } catch { throw CLIError("cannot build the tree: \(error)") }
+        if let replay {
+            guard let data = FileManager.default.contents(atPath: replay) else { throw CLIError("cannot read the replay blob \(replay)") }
+            do {
+                let device = try simulated.addReplayDevice(blob: Array(data), uuid: replayUUID)
+                logger.notice("replay device \(device.uuid) (\(device.type.id)) serves \(replay)")
+            } catch { throw CLIError("--replay \(replay): \(error)") }
+        }
 
         var options = MountOptions()
         options.allowOther = allowOther

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Migration
 import Toolkit
 
 /// Runs a tool body, turning its failure into a message on stderr and the exit code.
@@ -45,6 +46,8 @@ struct Record: ParsableCommand {
     @Flag(help: "Pre-copy while the device keeps running, then stop-and-copy.") var live = false
     @Flag(help: "Put the source back to RUNNING afterwards.") var resumeSource = false
     @Option(help: "Pre-copy iterations at most.") var maxIterations = 8
+    @Flag(help: "Wrap the data the way QEMU's VFIO migration code frames it (VFIO_MIG_FLAG_* tags, 1 MiB data chunks).")
+    var qemuFraming = false
     @Flag(help: "Print progress even when stderr is not a terminal.") var verbose = false
 
     func run() throws {
@@ -55,7 +58,7 @@ struct Record: ParsableCommand {
             o.maxIterations = maxIterations
             o.progress = progress(verbose)
             let result = try Recorder.record(try DeviceHandle(device), o)
-            try FileIO.writeAll(output, result.blob)
+            try FileIO.writeAll(output, qemuFraming ? QEMUFraming.wrap(result.blob, passes: result.iterations) : result.blob)
             if output != "-" {
                 print("recorded \(result.blob.count) bytes to \(output) (\(result.iterations.count) passes: \(result.iterations.map(String.init).joined(separator: " + ")))")
             }
@@ -73,7 +76,10 @@ struct Inspect: ParsableCommand {
 
     func run() throws {
         try runTool("inspect") {
-            let analysis = BlobAnalysis(try FileIO.readAll(file))
+            let bytes = try FileIO.readAll(file)
+            let framed = QEMUFraming.isFramed(bytes)
+            let analysis = BlobAnalysis(try QEMUFraming.raw(bytes))
+            if framed && !json { print("(QEMU VFIO framing: \(bytes.count) bytes framed, device data below)") }
             print(json ? Toolkit.Inspect.json(analysis) : Toolkit.Inspect.text(analysis, source: file), terminator: "")
         }
     }
@@ -89,7 +95,7 @@ struct Verify: ParsableCommand {
 
     func run() throws {
         try runTool("verify") {
-            let a = BlobAnalysis(try FileIO.readAll(file))
+            let a = BlobAnalysis(try QEMUFraming.raw(try FileIO.readAll(file)))
             if json {
                 struct Out: Encodable { let file: String; let sound: Bool; let bytes: Int; let records: Int; let faultOffset: Int?; let fault: String? }
                 printJSON(Out(file: file, sound: a.sound, bytes: a.size, records: a.records.count, faultOffset: a.fault?.offset, fault: a.fault?.message))
@@ -115,7 +121,8 @@ struct Diff: ParsableCommand {
 
     func run() throws {
         try runTool("diff") {
-            let lines = Toolkit.Diff.lines(BlobAnalysis(try FileIO.readAll(a)), BlobAnalysis(try FileIO.readAll(b)))
+            let lines = Toolkit.Diff.lines(BlobAnalysis(try QEMUFraming.raw(try FileIO.readAll(a))),
+                                           BlobAnalysis(try QEMUFraming.raw(try FileIO.readAll(b))))
             if json {
                 struct Out: Encodable { let same: Bool; let differences: [String] }
                 printJSON(Out(same: lines.isEmpty, differences: lines))
@@ -131,6 +138,7 @@ struct Replay: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Resume a device from a blob and print the resulting state_digest.",
         discussion: """
+        The blob may be raw or in QEMU's VFIO framing (record --qemu-framing).
         A refused blob is not loaded: the reason is printed, the device is reset to RUNNING
         (the only way out of RESUMING) and the exit code is 1.
           mdevsim replay vgpu.blob /tmp/mdev/vfio/$UUID --chunk 4096
@@ -147,7 +155,7 @@ struct Replay: ParsableCommand {
 
     func run() throws {
         try runTool("replay") {
-            let digest = try Replayer.replay(try FileIO.readAll(file), to: try DeviceHandle(device), chunk: chunk, run: setRunning)
+            let digest = try Replayer.replay(try QEMUFraming.raw(try FileIO.readAll(file)), to: try DeviceHandle(device), chunk: chunk, run: setRunning)
             print(digest)
         }
     }
@@ -170,6 +178,7 @@ struct Migrate: ParsableCommand {
     @Option(help: "Largest acceptable downtime, ms.") var maxDowntime = 300.0
     @Option(help: "Link bandwidth the downtime is computed for, MB/s.") var bandwidth = 1000.0
     @Option(help: "Pre-copy iterations at most.") var maxIterations = 10
+    @Option(help: "Draw bytes sent and dirty bytes left per pre-copy iteration to this SVG file.") var plot: String?
     @Flag(help: "Print JSON.") var json = false
     @Flag(help: "Print progress even when stderr is not a terminal.") var verbose = false
     @Option(help: .hidden) var failAt: String?
@@ -183,6 +192,12 @@ struct Migrate: ParsableCommand {
             o.progress = progress(verbose)
             o.failAt = failAt
             let r = try Migrator.migrate(from: try DeviceHandle(source), to: try DeviceHandle(destination), o)
+            if let plot {
+                let svg = Plot.bars(title: "pre-copy: \(r.iterations.count) iterations, then \(r.finalBytes) bytes in stop-and-copy",
+                                    series: [("bytes sent", "#4a7fc1", r.iterations), ("dirty bytes left", "#d9822b", r.dirtyAfter)],
+                                    xLabel: "pre-copy iteration")
+                try FileIO.writeAll(plot, Array(svg.utf8))
+            }
             if json { printJSON(r); return }
             print("migrated \(source) → \(destination)")
             print("  pre-copy iterations: \(r.iterations.count)\(r.converged ? " (converged)" : " (did not converge: iteration limit)")")
@@ -222,6 +237,43 @@ struct Compat: ParsableCommand {
                 .sorted { ($0.compatible ? 0 : 1, $0.rank) < ($1.compatible ? 0 : 1, $1.rank) }
             if json { printJSON(verdicts) } else { verdicts.forEach { print(Toolkit.Compat.text($0), terminator: "") } }
             if !(verdicts.first?.compatible ?? false) { throw ExitCode(1) }
+        }
+    }
+}
+
+struct FSM: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fsm",
+        abstract: "Draw the VFIO v2 migration state machine and the kernel's path between two states.",
+        discussion: """
+          mdevsim fsm --features stop_copy,p2p --from RUNNING --to STOP_COPY
+          mdevsim fsm --format dot | dot -Tpng > fsm.png
+          mdevsim fsm --format svg --from RESUMING --to PRE_COPY > fsm.svg
+        """
+    )
+    @Option(help: "Feature flags: stop_copy, p2p, pre_copy (comma-separated).") var features = "stop_copy,p2p,pre_copy"
+    @Option(help: "text, dot or svg.") var format = "text"
+    @Option(help: "Start state of a path to show.") var from: String?
+    @Option(help: "Target state of a path to show.") var to: String?
+
+    func validate() throws {
+        guard MigrationFeatures(names: features.split(separator: ",").map(String.init)) != nil else {
+            throw ValidationError("--features must be stop_copy, optionally with p2p and/or pre_copy")
+        }
+        guard ["text", "dot", "svg"].contains(format) else { throw ValidationError("--format is text, dot or svg") }
+        guard (from == nil) == (to == nil) else { throw ValidationError("give both --from and --to") }
+        for s in [from, to].compactMap({ $0 }) where MigrationState(text: s) == nil {
+            throw ValidationError("unknown state '\(s)'")
+        }
+    }
+
+    func run() throws {
+        let f = MigrationFeatures(names: features.split(separator: ",").map(String.init))!
+        let path = from.flatMap { a in to.map { (MigrationState(text: a)!, MigrationState(text: $0)!) } }
+        switch format {
+        case "dot": print(FSMDiagram.dot(f, path: path), terminator: "")
+        case "svg": print(FSMDiagram.svg(f, path: path), terminator: "")
+        default: print(FSMDiagram.text(f, path: path), terminator: "")
         }
     }
 }

@@ -1,5 +1,7 @@
 import Foundation
+import FuseBridge
 import MdevCore
+import Simulator
 import Testing
 
 /// The stream toolkit as users run it: the real `mdevsim` binary against a real mount.
@@ -197,5 +199,88 @@ struct ToolkitTests {
         let r = try mdevsim("record", "/tmp", "-o", "/dev/null")
         #expect(r.status == 2)
         #expect(r.err.contains("is not an mdevsim device"), "\(r)")
+    }
+
+    @Test("QEMU framing: record wraps the data in VFIO_MIG_FLAG tags; inspect, verify and replay take it")
+    func qemuFraming() throws {
+        try withMountedHost(stepped) { h in
+            try prepare(h, uuidA, steps: 20)
+            try writeText(h.typeDir("i915-GVTg_V5_8") + "/create", uuidB)
+            let framed = tempFile("a.qemu"), raw = tempFile("a.blob")
+            #expect(try mdevsim("record", h.vfio(uuidA), "-o", framed, "--qemu-framing", "--resume-source").status == 0)
+            #expect(try mdevsim("record", h.vfio(uuidA), "-o", raw).status == 0)
+            let bytes = try readBytes(framed)
+            // DEV_SETUP_STATE, END_OF_STATE, then DEV_DATA_STATE with a big-endian size.
+            #expect(Array(bytes[0..<8]) == [0xff, 0xff, 0xff, 0xff, 0xef, 0x10, 0x00, 0x03])
+            #expect(Array(bytes[8..<16]) == [0xff, 0xff, 0xff, 0xff, 0xef, 0x10, 0x00, 0x01])
+            #expect(Array(bytes[16..<24]) == [0xff, 0xff, 0xff, 0xff, 0xef, 0x10, 0x00, 0x04])
+            #expect(Array(bytes.suffix(8)) == [0xff, 0xff, 0xff, 0xff, 0xef, 0x10, 0x00, 0x01])
+            let inspect = try mdevsim("inspect", framed)
+            #expect(inspect.status == 0 && inspect.out.hasPrefix("(QEMU VFIO framing"), "\(inspect)")
+            #expect(try mdevsim("verify", framed).status == 0)
+            #expect(try mdevsim("diff", framed, raw).status == 0)
+            let r = try mdevsim("replay", framed, h.vfio(uuidB))
+            let digest = try readText(h.vfio(uuidA) + "/state_digest")
+            #expect(r.status == 0 && r.out == digest, "\(r)")
+            var bad = bytes
+            bad[16 + 7] = 0x09
+            try Data(bad).write(to: URL(fileURLWithPath: framed + ".bad"))
+            let refused = try mdevsim("verify", framed + ".bad")
+            #expect(refused.status == 1 && refused.err.contains("Unknown tag 0xffffffffef100009"), "\(refused)")
+        }
+    }
+
+    @Test("fsm draws the machine for a feature set and the kernel's path, as text, dot and svg")
+    func fsm() throws {
+        var r = try mdevsim("fsm", "--features", "stop_copy,p2p", "--from", "RUNNING", "--to", "STOP_COPY")
+        #expect(r.status == 0)
+        #expect(r.out.contains("path RUNNING -> STOP_COPY: RUNNING -> RUNNING_P2P -> STOP -> STOP_COPY"), "\(r)")
+        #expect(!r.out.contains("PRE_COPY"))
+        r = try mdevsim("fsm", "--from", "STOP_COPY", "--to", "PRE_COPY")
+        #expect(r.out.contains("path STOP_COPY -> PRE_COPY: refused (EINVAL)"))
+        r = try mdevsim("fsm", "--format", "dot", "--from", "PRE_COPY", "--to", "STOP_COPY")
+        #expect(r.out.contains("PRE_COPY -> PRE_COPY_P2P [color=red, penwidth=2];") && r.out.contains("PRE_COPY_P2P -> STOP_COPY [color=red"))
+        r = try mdevsim("fsm", "--format", "svg")
+        #expect(r.out.hasPrefix("<svg") && r.out.contains(">PRE_COPY_P2P</text>"))
+        #expect(try mdevsim("fsm", "--features", "p2p").status == 64)
+    }
+
+    @Test("migrate --plot draws bytes per iteration")
+    func migratePlot() throws {
+        try withMountedHost { h in
+            for uuid in [uuidA, uuidB] { try writeText(h.typeDir("i915-GVTg_V5_8") + "/create", uuid) }
+            let plot = tempFile("plot.svg")
+            let r = try mdevsim("migrate", h.vfio(uuidA), h.vfio(uuidB), "--plot", plot)
+            #expect(r.status == 0, "\(r)")
+            let svg = try String(contentsOfFile: plot, encoding: .utf8)
+            #expect(svg.hasPrefix("<svg") && svg.contains("bytes sent 1:"))
+        }
+    }
+
+    @Test("a replay device saves the blob byte for byte and accepts only exactly that blob back")
+    func replayDevice() throws {
+        let blob: [UInt8] = try withMountedHost(stepped) { h in
+            try prepare(h, uuidA, steps: 15)
+            let path = tempFile("a.blob")
+            #expect(try mdevsim("record", h.vfio(uuidA), "-o", path).status == 0)
+            return try readBytes(path)
+        }
+        let host = try SimulatedHost(config: stepped)
+        let device = try host.addReplayDevice(blob: blob, uuid: uuidC)
+        #expect(device.type.id == "i915-GVTg_V5_8")
+        let dir = makeTempDirectory()
+        let mount = try BackgroundMount(tree: host.tree, mountpoint: dir, options: testMountOptions, logger: testLogger)
+        defer { mount.stop() }
+        let vfio = dir + "/vfio/" + uuidC
+        let out = tempFile("again.blob")
+        #expect(try mdevsim("record", vfio, "-o", out, "--resume-source").status == 0)
+        #expect(try readBytes(out) == blob)
+        #expect(try mdevsim("replay", out, vfio).status == 0)
+        var changed = blob
+        changed[changed.count - 30] ^= 0xff
+        try Data(changed).write(to: URL(fileURLWithPath: out))
+        let r = try mdevsim("replay", out, vfio)
+        #expect(r.status == 1)
+        #expect(r.err.contains("byte \(blob.count - 30) is 0x"), "\(r)")
     }
 }
