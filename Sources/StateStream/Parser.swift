@@ -165,9 +165,22 @@ public struct StreamParser {
 
     /// Parses a whole stream held in memory.
     public static func parse(_ bytes: [UInt8]) throws(StreamError) -> [StreamEvent] {
-        var p = StreamParser()
-        let events = try p.feed(bytes)
-        try p.finish()
+        var events: [StreamEvent] = []
+        try scan(bytes) { events.append($0) }
         return events
+    }
+
+    /// Walks a whole stream held in memory without copying it: payloads are
+    /// slices of `bytes`. Events before a fault are visited, then the fault is thrown.
+    public static func scan(_ bytes: [UInt8], _ visit: (StreamEvent) -> Void) throws(StreamError) {
+        var p = StreamParser()
+        p.pending = bytes
+        while true {
+            let event: StreamEvent?
+            do throws(StreamError) { event = try p.next() } catch { throw p.fail(error) }
+            guard let event else { break }
+            visit(event)
+        }
+        try p.finish()
     }
 }

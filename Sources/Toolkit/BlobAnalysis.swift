@@ -33,14 +33,14 @@ public struct BlobAnalysis {
 
     public init(_ bytes: [UInt8]) {
         size = bytes.count
-        var parser = StreamParser()
+        var events: [StreamEvent] = []
         do throws(StreamError) {
-            for event in try parser.feed(bytes) { take(event) }
-            try parser.finish()
+            try StreamParser.scan(bytes) { events.append($0) }
             complete = true
         } catch {
             fault = error
         }
+        for event in events { take(event) }
     }
 
     public var sound: Bool { fault == nil && complete }

@@ -106,14 +106,21 @@ public enum FileIO {
         let fd = path == "-" ? 0 : open(path, O_RDONLY)
         guard fd >= 0 else { throw ToolError("cannot open \(path): \(String(cString: strerror(errno)))", exitCode: 2) }
         defer { if path != "-" { close(fd) } }
-        var out = [UInt8]()
-        var buf = [UInt8](repeating: 0, count: 1 << 20)
+        // A regular file is read straight into one buffer of its size; a pipe grows one.
+        var st = stat()
+        var capacity = 1 << 20
+        if fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG { capacity = Int(st.st_size) + 1 }
+        var out = [UInt8](repeating: 0, count: capacity)
+        var used = 0
         while true {
-            let n = Glibc.read(fd, &buf, buf.count)
+            if used == out.count { out += [UInt8](repeating: 0, count: max(out.count, 1 << 20)) }
+            let n = out.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress! + used, $0.count - used) }
             if n < 0 { throw ToolError("cannot read \(path): \(String(cString: strerror(errno)))", exitCode: 2) }
-            if n == 0 { return out }
-            out += buf[0..<n]
+            if n == 0 { break }
+            used += n
         }
+        out.removeLast(out.count - used)
+        return out
     }
 
     public static func writeAll(_ path: String, _ bytes: [UInt8]) throws {

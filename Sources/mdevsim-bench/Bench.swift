@@ -8,7 +8,7 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mdevsim-bench",
         abstract: "Benchmarks of mdevsim that print their numbers.",
-        subcommands: [IdleMemory.self, MigrationThroughput.self]
+        subcommands: [IdleMemory.self, MigrationThroughput.self, ToolkitBench.self]
     )
 }
 
