@@ -8,6 +8,7 @@
 //   GPUModel   simulated GVT-g hardware per vGPU: config space, MMIO, GGTT, memory, workload; no files
 //   StateStream the device-state stream format: header, records, checksums, compatibility; no devices
 //   Migration  the v2 state machine and save/resume of a GPUModel device over StateStream; no files
+//   Faults     fault plans applied to file operations through VirtualFS's hook; .mdevsim/ control files
 //   Toolkit    record, inspect, verify, diff, replay, migrate, compat: over a device's files only
 //   MdevCore   the mdev bus and the GVT-g-like parent driver: types, pool, create/remove; no files
 //   MdevSysfs  the kernel's sysfs layout of an MdevCore host, as VirtualFS nodes
@@ -64,13 +65,14 @@ let package = Package(
         ),
         .target(
             name: "Simulator",
-            dependencies: ["GPUModel", "MdevCore", "MdevSysfs", "StateStream", "VFIOView", "VirtualFS"]
+            dependencies: ["Faults", "GPUModel", "MdevCore", "MdevSysfs", "StateStream", "VFIOView", "VirtualFS"]
         ),
+        .target(name: "Faults", dependencies: ["VirtualFS", .product(name: "Yams", package: "Yams")]),
         .target(name: "Toolkit", dependencies: ["GPUModel", "Migration", "StateStream"]),
         .executableTarget(
             name: "mdevsim",
             dependencies: [
-                "FuseBridge", "MdevCore", "Migration", "Simulator", "Toolkit", "VirtualFS",
+                "Faults", "FuseBridge", "MdevCore", "Migration", "Simulator", "Toolkit", "VirtualFS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -85,7 +87,7 @@ let package = Package(
         .testTarget(name: "MdevCoreTests", dependencies: ["MdevCore", "MdevSysfs", "VirtualFS"]),
         .testTarget(
             name: "MountTests",
-            dependencies: ["FuseBridge", "GPUModel", "MdevCore", "MdevSysfs", "Simulator", "StateStream", "VirtualFS"]
+            dependencies: ["Faults", "FuseBridge", "GPUModel", "MdevCore", "MdevSysfs", "Simulator", "StateStream", "VirtualFS"]
         ),
     ]
 )

@@ -19,6 +19,24 @@ final class Dispatcher: @unchecked Sendable {
         mountTime = now
     }
 
+    /// Asks the tree's hook about an operation; returns an errno to fail with,
+    /// after any delay it asked for. `shortRead` gives the read's byte limit.
+    func consult(_ op: FileOperation, _ ino: fuse_ino_t, shortRead: UnsafeMutablePointer<Int>? = nil) -> Int32? {
+        guard let hook = tree.hook, hook.isActive else { return nil }
+        let path = tree.path(of: ino)
+        if path.hasPrefix(".mdevsim") { return nil }
+        switch hook.action(for: op, path: path) {
+        case .proceed: return nil
+        case .fail(let errno): return errno
+        case .delay(let ms):
+            usleep(useconds_t(max(0, ms)) * 1000)
+            return nil
+        case .shortRead(let n):
+            shortRead?.pointee = n
+            return nil
+        }
+    }
+
     static func from(_ req: fuse_req_t?) -> Dispatcher {
         Unmanaged<Dispatcher>.fromOpaque(fuse_req_userdata(req)!).takeUnretainedValue()
     }
@@ -91,6 +109,7 @@ enum Bridge {
             let d = Dispatcher.from(req)
             do throws(FSError) {
                 let node = try d.tree.lookup(parent: parent, name: String(cString: name!))
+                if let errno = d.consult(.lookup, fuse_ino_t(node.ino)) { throw FSError(errno, "injected") }
                 var entry = fuse_entry_param()
                 entry.ino = fuse_ino_t(node.ino)
                 entry.attr = d.attributes(of: node)
@@ -106,6 +125,7 @@ enum Bridge {
             let d = Dispatcher.from(req)
             do throws(FSError) {
                 var st = d.attributes(of: try d.tree.node(ino))
+                if let errno = d.consult(.getattr, ino) { throw FSError(errno, "injected") }
                 fuse_reply_attr(req, &st, 0)
             } catch {
                 d.fail(req, error, "getattr", ino)
@@ -116,6 +136,7 @@ enum Bridge {
             let d = Dispatcher.from(req)
             do throws(FSError) {
                 let node = try d.tree.node(ino)
+                if let errno = d.consult(.setattr, ino) { throw FSError(errno, "injected") }
                 let timeBits = FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW
                     | FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME
                 if toSet & ~(FUSE_SET_ATTR_SIZE | timeBits) != 0 {
@@ -135,6 +156,7 @@ enum Bridge {
         ops.readlink = { req, ino in
             let d = Dispatcher.from(req)
             do throws(FSError) {
+                if let errno = d.consult(.readlink, ino) { throw FSError(errno, "injected") }
                 guard case .symlink(let target) = try d.tree.node(ino).kind else {
                     throw FSError(EINVAL, "not a symbolic link")
                 }
@@ -149,6 +171,7 @@ enum Bridge {
             do throws(FSError) {
                 let node = try d.tree.node(ino)
                 guard case .file(let content) = node.kind else { throw FSError(EISDIR, "is a directory") }
+                if let errno = d.consult(.open, ino) { throw FSError(errno, "injected") }
                 let flags = fi!.pointee.flags
                 let file = try content.open(node, access: OpenAccess(openFlags: flags))
                 if flags & O_TRUNC != 0 { try content.truncate(node) }
@@ -168,7 +191,9 @@ enum Bridge {
             let box = borrow(fi!.pointee.fh, as: FileHandleBox.self)
             var replied = false
             do throws(FSError) {
-                try box.file.read(offset: Int(offset), size: size) { bytes in
+                var limit = size
+                if let errno = Dispatcher.from(req).consult(.read, ino, shortRead: &limit) { throw FSError(errno, "injected") }
+                try box.file.read(offset: Int(offset), size: min(size, max(limit, 0))) { bytes in
                     replied = true
                     fuse_reply_buf(req, bytes.baseAddress, bytes.count)
                 }
@@ -181,6 +206,7 @@ enum Bridge {
         ops.write = { req, ino, buf, size, offset, fi in
             let box = borrow(fi!.pointee.fh, as: FileHandleBox.self)
             do throws(FSError) {
+                if let errno = Dispatcher.from(req).consult(.write, ino) { throw FSError(errno, "injected") }
                 let written = try box.file.write(offset: Int(offset), data: UnsafeRawBufferPointer(start: buf, count: size))
                 fuse_reply_write(req, written)
             } catch {
@@ -196,6 +222,7 @@ enum Bridge {
         ops.opendir = { req, ino, fi in
             let d = Dispatcher.from(req)
             do throws(FSError) {
+                if let errno = d.consult(.readdir, ino) { throw FSError(errno, "injected") }
                 let entries = try d.tree.entries(of: ino)
                 var listing: [(name: String, ino: Inode, type: mode_t)] = [
                     (".", ino, S_IFDIR), ("..", d.tree.parent(of: ino), S_IFDIR),

@@ -1,3 +1,4 @@
+import Faults
 import MdevCore
 import MdevSysfs
 import StateStream
@@ -11,13 +12,18 @@ public final class SimulatedHost: Sendable {
     public let bus: MdevBus
     public let sysfs: SysfsView
     public let vfio: VFIOView
+    public let faults: FaultInjector
     public var tree: Tree { sysfs.tree }
 
-    public init(config: HostConfig = .builtIn) throws(FSError) {
+    /// `onFault` is told of every fault that fires (the daemon logs it).
+    public init(config: HostConfig = .builtIn, onFault: @escaping @Sendable (String) -> Void = { _ in }) throws(FSError) {
         self.config = config
         bus = MdevBus(config: config)
         sysfs = try SysfsView(bus: bus)
         vfio = try VFIOView(bus: bus, tree: sysfs.tree)
+        faults = FaultInjector(onFire: onFault)
+        try faults.addControlFiles(to: sysfs.tree)
+        sysfs.tree.setHook(faults)
     }
 
     /// Creates a replay device: a vGPU of the blob's type whose save stream is

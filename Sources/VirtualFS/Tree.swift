@@ -14,6 +14,7 @@ public final class Tree: Sendable {
     public static let rootIno: Inode = 1
 
     let contents: Mutex<TreeContents>
+    let hookBox = Mutex<(any OperationHook)?>(nil)
 
     public init() {
         contents = Mutex(TreeContents())

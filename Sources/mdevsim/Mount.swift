@@ -1,4 +1,5 @@
 import ArgumentParser
+import Faults
 import Foundation
 import FuseBridge
 import Logging
@@ -31,6 +32,9 @@ struct Mount: ParsableCommand {
 
     @Option(name: .long, help: "Clock of new vGPUs' workloads: 'real' (wall time) or 'stepped' (advances only on vfio/<uuid>/workload/step, for reproducible state). Overrides the config.")
     var clock: String?
+
+    @Option(name: .long, help: "Fault plan (YAML or JSON, rules: [...]) applied from the start; see `mdevsim fault --help`.")
+    var faults: String?
 
     @Option(name: .long, help: "Also serve a replay device: a vGPU of the blob's type whose save stream is FILE byte for byte and whose resume accepts only exactly FILE (to prove a transport preserved it).")
     var replay: String?
@@ -74,7 +78,15 @@ struct Mount: ParsableCommand {
         try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
 
         let simulated: SimulatedHost
-        do { simulated = try SimulatedHost(config: host) } catch { throw CLIError("cannot build the tree: \(error)") }
+        let faultLogger = logger
+        do {
+            simulated = try SimulatedHost(config: host, onFault: { faultLogger.warning("\($0)") })
+        } catch { throw CLIError("cannot build the tree: \(error)") }
+        if let faults {
+            do {
+                for rule in try FaultPlan.load(path: faults).rules { try simulated.faults.add(rule) }
+            } catch { throw CLIError("--faults \(error)") }
+        }
         if let replay {
             guard let data = FileManager.default.contents(atPath: replay) else { throw CLIError("cannot read the replay blob \(replay)") }
             do {

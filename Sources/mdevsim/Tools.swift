@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Faults
 import Migration
 import Toolkit
 
@@ -274,6 +275,67 @@ struct FSM: ParsableCommand {
         case "dot": print(FSMDiagram.dot(f, path: path), terminator: "")
         case "svg": print(FSMDiagram.svg(f, path: path), terminator: "")
         default: print(FSMDiagram.text(f, path: path), terminator: "")
+        }
+    }
+}
+
+struct Fault: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Add, list and clear fault rules of a running mount (DIR/.mdevsim/faults).",
+        discussion: """
+        A rule says where (an operation on a path glob: * within a component, ** across),
+        what (errno=NAME, delay_ms=N or short_read=N) and when (every time, once=true,
+        every=N, after=N, probability=P with seed=S). Fired faults are logged in
+        DIR/.mdevsim/log and the daemon's log.
+
+          mdevsim fault add /tmp/mdev 'path=sys/**/create op=write errno=ENOSPC once=true'
+          mdevsim fault add /tmp/mdev 'name=slow path=vfio/*/migration/data op=read delay_ms=200 every=3'
+          mdevsim fault list /tmp/mdev
+          mdevsim fault clear /tmp/mdev
+        Operations: lookup getattr setattr open read write readdir readlink, or any.
+        """,
+        subcommands: [Add.self, List.self, Clear.self]
+    )
+
+    static func control(_ dir: String) -> String { dir + "/.mdevsim/faults" }
+
+    struct Add: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Add a rule (key=value words, or a JSON object).")
+        @Argument(help: "The mount.") var directory: String
+        @Argument(help: "The rule.") var rule: String
+        func validate() throws {
+            do { _ = try FaultRule.parse(rule) } catch { throw ValidationError("\(error)") }
+        }
+        func run() throws {
+            try runTool("fault add") {
+                do { try FileIO.writeText(Fault.control(directory), rule) } catch let e as FileIO.Failure {
+                    throw ToolError("cannot add the rule through \(e.path): \(e.text); is \(directory) an mdevsim mount?", exitCode: 2)
+                }
+            }
+        }
+    }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List the rules with how often each matched and fired.")
+        @Argument(help: "The mount.") var directory: String
+        func run() throws {
+            try runTool("fault list") {
+                do { print(try FileIO.readText(Fault.control(directory)), terminator: "") } catch let e as FileIO.Failure {
+                    throw ToolError("cannot read \(e.path): \(e.text); is \(directory) an mdevsim mount?", exitCode: 2)
+                }
+            }
+        }
+    }
+
+    struct Clear: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Remove every rule.")
+        @Argument(help: "The mount.") var directory: String
+        func run() throws {
+            try runTool("fault clear") {
+                do { try FileIO.writeText(Fault.control(directory), "clear") } catch let e as FileIO.Failure {
+                    throw ToolError("cannot clear through \(e.path): \(e.text); is \(directory) an mdevsim mount?", exitCode: 2)
+                }
+            }
         }
     }
 }

@@ -1,0 +1,156 @@
+import Foundation
+import Synchronization
+import VirtualFS
+
+/// Applies a fault plan to every file operation of a tree, counts hits and
+/// logs each fault that fires (with the rule), in `.mdevsim/log` and the daemon's log.
+public final class FaultInjector: OperationHook, Sendable {
+    struct Active {
+        let rule: FaultRule
+        let action: HookAction
+        let pattern: Glob
+        var matches = 0
+        var hits = 0
+        var rng: UInt64
+    }
+
+    struct State {
+        var rules: [Active] = []
+        var log: [String] = []
+        var total = 0
+    }
+
+    private let state = Mutex(State())
+    private let active = Atomic<Bool>(false)
+    public var isActive: Bool { active.load(ordering: .relaxed) }
+    private let onFire: @Sendable (String) -> Void
+    public static let logLimit = 10_000
+
+    public init(onFire: @escaping @Sendable (String) -> Void = { _ in }) {
+        self.onFire = onFire
+    }
+
+    public func add(_ rule: FaultRule) throws {
+        let action = try rule.validated()
+        state.withLock { $0.rules.append(Active(rule: rule, action: action, pattern: Glob(rule.path), rng: rule.seed ?? 0x9e37_79b9)) }
+        active.store(true, ordering: .relaxed)
+    }
+
+    public func clear() {
+        state.withLock { $0.rules.removeAll() }
+        active.store(false, ordering: .relaxed)
+    }
+
+    public var rules: [(rule: FaultRule, matches: Int, hits: Int)] {
+        state.withLock { $0.rules.map { ($0.rule, $0.matches, $0.hits) } }
+    }
+
+    public var log: [String] { state.withLock { $0.log } }
+
+    public func action(for operation: FileOperation, path: String) -> HookAction {
+        var fired: String?
+        let action: HookAction = state.withLock { s in
+            for i in s.rules.indices {
+                let rule = s.rules[i].rule
+                guard rule.op == "any" || rule.op == operation.rawValue, s.rules[i].pattern.matches(path) else { continue }
+                s.rules[i].matches += 1
+                let n = s.rules[i].matches
+                var fire = true
+                if rule.once == true { fire = n == 1 }
+                if let every = rule.every { fire = n % every == 0 }
+                if let after = rule.after { fire = n > after }
+                if let p = rule.probability {
+                    s.rules[i].rng = s.rules[i].rng &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+                    fire = Double(s.rules[i].rng >> 11) / Double(1 << 53) < p
+                }
+                guard fire else { continue }
+                s.rules[i].hits += 1
+                s.total += 1
+                let line = "\(ISO8601DateFormatter().string(from: Date())) fault #\(s.total) rule=\(rule.name) op=\(operation.rawValue) path=\(path) -> \(FaultInjector.describe(s.rules[i].action))"
+                s.log.append(line)
+                if s.log.count > FaultInjector.logLimit { s.log.removeFirst(s.log.count - FaultInjector.logLimit) }
+                fired = line
+                return s.rules[i].action
+            }
+            return .proceed
+        }
+        if let fired { onFire(fired) }
+        return action
+    }
+
+    static func describe(_ a: HookAction) -> String {
+        switch a {
+        case .proceed: "proceed"
+        case .fail(let e): FaultRule.errnos.first { $0.value == e }?.key ?? "errno \(e)"
+        case .delay(let ms): "delay \(ms) ms"
+        case .shortRead(let n): "short read of \(n) bytes"
+        }
+    }
+
+    /// `.mdevsim/faults` (write a rule, `clear`, read the rules with hit counts)
+    /// and `.mdevsim/log` (the faults that fired).
+    public func addControlFiles(to tree: Tree) throws(FSError) {
+        try tree.update { (c: inout TreeContents) throws(FSError) in
+            let dir = try c.directories(".mdevsim")
+            try c.attribute("faults", in: dir, Attribute(
+                show: {
+                    let rules = self.rules
+                    return rules.isEmpty ? "" : rules.map { "\($0.rule.summary) matches=\($0.matches) hits=\($0.hits)" }.joined(separator: "\n") + "\n"
+                },
+                store: { (bytes: [UInt8]) throws(FSError) in
+                    let text = String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+                    if text == "clear" { self.clear(); return }
+                    do { try self.add(try FaultRule.parse(text)) } catch { throw .invalid("fault rule refused: \(error)") }
+                }), permissions: 0o644)
+            try c.attribute("log", in: dir, Attribute(show: {
+                // A sysfs-style attribute holds at most a page: the newest lines that fit.
+                var out = ""
+                for line in self.log.reversed() {
+                    if out.utf8.count + line.utf8.count + 1 > Attribute.pageSize { break }
+                    out = line + "\n" + out
+                }
+                return out
+            }))
+        }
+    }
+}
+
+/// Path globs: `*` matches within one component, `**` any number of components.
+struct Glob: Sendable {
+    let parts: [Substring]
+    init(_ pattern: String) { parts = pattern.split(separator: "/", omittingEmptySubsequences: true) }
+
+    func matches(_ path: String) -> Bool {
+        Glob.match(parts[...], path.split(separator: "/", omittingEmptySubsequences: true)[...])
+    }
+
+    static func match(_ p: ArraySlice<Substring>, _ s: ArraySlice<Substring>) -> Bool {
+        guard let first = p.first else { return s.isEmpty }
+        if first == "**" {
+            var rest = s
+            while true {
+                if match(p.dropFirst(), rest) { return true }
+                guard !rest.isEmpty else { return false }
+                rest = rest.dropFirst()
+            }
+        }
+        guard let name = s.first, component(first, name) else { return false }
+        return match(p.dropFirst(), s.dropFirst())
+    }
+
+    /// `*` and `?` within a component.
+    static func component(_ p: Substring, _ s: Substring) -> Bool {
+        let pc = Array(p), sc = Array(s)
+        var memo = [[Bool?]](repeating: [Bool?](repeating: nil, count: sc.count + 1), count: pc.count + 1)
+        func go(_ i: Int, _ j: Int) -> Bool {
+            if let m = memo[i][j] { return m }
+            let r: Bool
+            if i == pc.count { r = j == sc.count }
+            else if pc[i] == "*" { r = go(i + 1, j) || (j < sc.count && go(i, j + 1)) }
+            else { r = j < sc.count && (pc[i] == "?" || pc[i] == sc[j]) && go(i + 1, j + 1) }
+            memo[i][j] = r
+            return r
+        }
+        return go(0, 0)
+    }
+}

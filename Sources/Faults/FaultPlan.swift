@@ -1,0 +1,161 @@
+import Foundation
+import VirtualFS
+import Yams
+
+/// One fault rule: where (an operation on a path pattern), what (an errno, a
+/// delay, a short read) and when (every time, once, every Nth, after N, with a
+/// seeded probability).
+public struct FaultRule: Codable, Sendable, Equatable {
+    public var name: String
+    /// Glob over paths relative to the mount: `*` within one component, `**` across.
+    public var path: String
+    /// The operation, or "any".
+    public var op: String = "any"
+    public var errno: String?
+    public var delayMS: Int?
+    public var shortRead: Int?
+    public var once: Bool?
+    public var every: Int?
+    public var after: Int?
+    public var probability: Double?
+    public var seed: UInt64?
+
+    enum CodingKeys: String, CodingKey {
+        case name, path, op, errno, once, every, after, probability, seed
+        case delayMS = "delay_ms", shortRead = "short_read"
+    }
+
+    public init(name: String, path: String, op: String = "any") {
+        self.name = name
+        self.path = path
+        self.op = op
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        path = try c.decode(String.self, forKey: .path)
+        name = try c.decodeIfPresent(String.self, forKey: .name) ?? path
+        op = try c.decodeIfPresent(String.self, forKey: .op) ?? "any"
+        errno = try c.decodeIfPresent(String.self, forKey: .errno)
+        delayMS = try c.decodeIfPresent(Int.self, forKey: .delayMS)
+        shortRead = try c.decodeIfPresent(Int.self, forKey: .shortRead)
+        once = try c.decodeIfPresent(Bool.self, forKey: .once)
+        every = try c.decodeIfPresent(Int.self, forKey: .every)
+        after = try c.decodeIfPresent(Int.self, forKey: .after)
+        probability = try c.decodeIfPresent(Double.self, forKey: .probability)
+        seed = try c.decodeIfPresent(UInt64.self, forKey: .seed)
+    }
+
+    /// errno names a rule may use.
+    public static let errnos: [String: Int32] = [
+        "EPERM": EPERM, "ENOENT": ENOENT, "EIO": EIO, "EAGAIN": EAGAIN, "ENOMEM": ENOMEM, "EACCES": EACCES,
+        "EBUSY": EBUSY, "EEXIST": EEXIST, "ENODEV": ENODEV, "EINVAL": EINVAL, "ENOSPC": ENOSPC, "EFAULT": EFAULT,
+        "ENOMSG": ENOMSG, "EUSERS": EUSERS, "ETIMEDOUT": ETIMEDOUT, "EBADF": EBADF,
+    ]
+
+    /// Checks the rule and returns what it does, or says what is wrong.
+    public func validated() throws -> HookAction {
+        guard !path.isEmpty else { throw FaultError("rule '\(name)': path is empty") }
+        guard op == "any" || FileOperation(rawValue: op) != nil else {
+            throw FaultError("rule '\(name)': op '\(op)' is not any, " + FileOperation.allCases.map(\.rawValue).joined(separator: ", "))
+        }
+        let actions = [errno != nil, delayMS != nil, shortRead != nil].filter { $0 }.count
+        guard actions == 1 else { throw FaultError("rule '\(name)': give exactly one of errno, delay_ms, short_read") }
+        let whens = [once != nil, every != nil, after != nil, probability != nil].filter { $0 }.count
+        guard whens <= 1 else { throw FaultError("rule '\(name)': give at most one of once, every, after, probability") }
+        if let every, every < 1 { throw FaultError("rule '\(name)': every must be at least 1") }
+        if let after, after < 0 { throw FaultError("rule '\(name)': after must not be negative") }
+        if let p = probability, !(0...1).contains(p) { throw FaultError("rule '\(name)': probability must be within 0...1") }
+        if let e = errno {
+            guard let value = FaultRule.errnos[e.uppercased()] else {
+                throw FaultError("rule '\(name)': errno '\(e)' is not one of " + FaultRule.errnos.keys.sorted().joined(separator: ", "))
+            }
+            return .fail(value)
+        }
+        if let d = delayMS {
+            guard (0...60_000).contains(d) else { throw FaultError("rule '\(name)': delay_ms must be 0...60000") }
+            return .delay(milliseconds: d)
+        }
+        guard let s = shortRead, s >= 0 else { throw FaultError("rule '\(name)': short_read must not be negative") }
+        return .shortRead(s)
+    }
+
+    /// `name=x path=sys/**/create op=write errno=ENOSPC every=2`, or a JSON object.
+    public static func parse(_ text: String) throws -> FaultRule {
+        let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        if trimmed.hasPrefix("{") {
+            do { return try JSONDecoder().decode(FaultRule.self, from: Data(trimmed.utf8)) } catch {
+                throw FaultError("not a valid JSON rule: \(error)")
+            }
+        }
+        var fields: [String: String] = [:]
+        for pair in trimmed.split(whereSeparator: { $0 == " " || $0 == "\t" }) {
+            guard let eq = pair.firstIndex(of: "=") else { throw FaultError("'\(pair)' is not key=value") }
+            fields[String(pair[..<eq])] = String(pair[pair.index(after: eq)...])
+        }
+        guard let path = fields["path"] else { throw FaultError("a rule needs path=PATTERN") }
+        var rule = FaultRule(name: fields["name"] ?? path, path: path, op: fields["op"] ?? "any")
+        rule.errno = fields["errno"]
+        rule.delayMS = try fields["delay_ms"].map { try int($0, "delay_ms") }
+        rule.shortRead = try fields["short_read"].map { try int($0, "short_read") }
+        rule.once = fields["once"].map { $0 == "true" || $0 == "1" }
+        rule.every = try fields["every"].map { try int($0, "every") }
+        rule.after = try fields["after"].map { try int($0, "after") }
+        rule.probability = try fields["probability"].map { v in
+            guard let p = Double(v) else { throw FaultError("probability '\(v)' is not a number") }
+            return p
+        }
+        rule.seed = try fields["seed"].map { v in
+            guard let s = UInt64(v) else { throw FaultError("seed '\(v)' is not an unsigned integer") }
+            return s
+        }
+        let known: Set<String> = ["name", "path", "op", "errno", "delay_ms", "short_read", "once", "every", "after", "probability", "seed"]
+        if let unknown = fields.keys.first(where: { !known.contains($0) }) { throw FaultError("unknown key '\(unknown)'") }
+        _ = try rule.validated()
+        return rule
+    }
+
+    static func int(_ v: String, _ key: String) throws -> Int {
+        guard let n = Int(v) else { throw FaultError("\(key) '\(v)' is not an integer") }
+        return n
+    }
+
+    /// One line for listings.
+    public var summary: String {
+        var parts = ["name=\(name)", "path=\(path)", "op=\(op)"]
+        if let errno { parts.append("errno=\(errno)") }
+        if let delayMS { parts.append("delay_ms=\(delayMS)") }
+        if let shortRead { parts.append("short_read=\(shortRead)") }
+        if once == true { parts.append("once=true") }
+        if let every { parts.append("every=\(every)") }
+        if let after { parts.append("after=\(after)") }
+        if let probability { parts.append("probability=\(probability)") }
+        if let seed { parts.append("seed=\(seed)") }
+        return parts.joined(separator: " ")
+    }
+}
+
+public struct FaultError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// A fault plan file: `rules: [...]`, YAML or JSON.
+public struct FaultPlan: Codable, Sendable {
+    public var rules: [FaultRule]
+
+    public static func load(path: String) throws -> FaultPlan {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw FaultError("\(path): cannot read the fault plan")
+        }
+        do {
+            let plan = try YAMLDecoder().decode(FaultPlan.self, from: text)
+            for r in plan.rules { _ = try r.validated() }
+            return plan
+        } catch let e as FaultError {
+            throw FaultError("\(path): \(e)")
+        } catch {
+            throw FaultError("\(path): not a fault plan (rules: [...]): \(error)")
+        }
+    }
+}

@@ -1,0 +1,138 @@
+import Foundation
+import MdevCore
+import Testing
+
+/// File-operation faults through `.mdevsim/faults` on a real mount.
+@Suite("fault injection on file operations", .enabled(if: canMount), .timeLimit(.minutes(1)))
+struct FaultTests {
+    func add(_ h: MountedHost, _ rule: String) throws { try writeText(h.root + "/.mdevsim/faults", rule) }
+
+    @Test("an errno rule fires when and only when it says: once, every Nth, after N")
+    func when() throws {
+        try withMountedHost { h in
+            let attr = h.typeDir("i915-GVTg_V5_4") + "/available_instances"
+            try add(h, "name=once path=sys/devices/**/i915-GVTg_V5_4/available_instances op=read errno=EIO once=true")
+            #expect(errnoOf { _ = try readText(attr) } == EIO)
+            #expect(try readText(attr) == "5\n")
+            try writeText(h.root + "/.mdevsim/faults", "clear")
+            try add(h, "name=every3 path=sys/**/available_instances op=open errno=EAGAIN every=3")
+            let results = (1...6).map { _ in errnoOf { _ = try readText(attr) } }
+            #expect(results == [0, 0, EAGAIN, 0, 0, EAGAIN])
+            try writeText(h.root + "/.mdevsim/faults", "clear")
+            try add(h, "name=after2 path=sys/**/device_api op=open errno=EBUSY after=2")
+            let api = h.typeDir("i915-GVTg_V5_4") + "/device_api"
+            #expect((1...4).map { _ in errnoOf { _ = try readText(api) } } == [0, 0, EBUSY, EBUSY])
+            let listing = try readText(h.root + "/.mdevsim/faults")
+            #expect(listing.contains("name=after2") && listing.contains("matches=4 hits=2"), "\(listing)")
+            // Other files are unaffected.
+            #expect(try readText(h.typeDir("i915-GVTg_V5_8") + "/name") == "GVTg_V5_8\n")
+        }
+    }
+
+    @Test("a seeded probability fires the same way every run")
+    func probability() throws {
+        func pattern() throws -> [Int32] {
+            try withMountedHost { h in
+                try add(h, "path=sys/**/name op=open errno=EIO probability=0.5 seed=42")
+                return (1...16).map { _ in errnoOf { _ = try readText(h.typeDir("i915-GVTg_V5_4") + "/name") } }
+            }
+        }
+        let a = try pattern(), b = try pattern()
+        #expect(a == b)
+        #expect(a.contains(EIO) && a.contains(0))
+    }
+
+    @Test("delays and short reads")
+    func delayAndShortRead() throws {
+        try withMountedHost { h in
+            try add(h, "path=sys/**/i915-GVTg_V5_4/description op=read short_read=5")
+            let fd = open(h.typeDir("i915-GVTg_V5_4") + "/description", O_RDONLY)
+            defer { close(fd) }
+            var buf = [UInt8](repeating: 0, count: 100)
+            #expect(read(fd, &buf, 100) == 5)
+            #expect(String(decoding: buf[0..<5], as: UTF8.self) == "low_g")
+            try add(h, "path=sys/**/i915-GVTg_V5_8/name op=read delay_ms=150")
+            let start = Date()
+            #expect(try readText(h.typeDir("i915-GVTg_V5_8") + "/name") == "GVTg_V5_8\n")
+            #expect(Date().timeIntervalSince(start) >= 0.14)
+        }
+    }
+
+    @Test("create fails with ENOSPC on demand: nothing is half-created, mdevctl shows the errno")
+    func createFault() throws {
+        try withMountedHost { h in
+            try add(h, "name=no-room path=sys/devices/**/create op=write errno=ENOSPC once=true")
+            #expect(errnoOf { try writeText(h.typeDir("i915-GVTg_V5_4") + "/create", uuidA) } == ENOSPC)
+            #expect(!exists(h.device(uuidA)) && !exists(h.vfio(uuidA)))
+            #expect(try h.available("i915-GVTg_V5_4") == 5)
+            if isRoot && haveMdevctl && haveMdevsimBinary {
+                try add(h, "name=busy path=sys/devices/**/create op=write errno=EBUSY once=true")
+                let etc = makeTempDirectory("etc")
+                defer { try? FileManager.default.removeItem(atPath: etc) }
+                let r = try run(mdevsimBinary, ["exec", h.root, "--mdevctl-dir", etc, "--", "mdevctl", "start", "-u", uuidB, "-p", "0000:00:02.0", "-t", "i915-GVTg_V5_4"])
+                #expect(r.err == "Error: Failed to create mdev \(uuidB), type i915-GVTg_V5_4 on 0000:00:02.0\n\nCaused by:\n    Device or resource busy (os error 16)\n", "\(r)")
+                #expect(!exists(h.device(uuidB)))
+            }
+            // The same create works once the rules have fired.
+            try writeText(h.typeDir("i915-GVTg_V5_4") + "/create", uuidA)
+            #expect(exists(h.device(uuidA)))
+            let log = try readText(h.root + "/.mdevsim/log")
+            #expect(log.contains("rule=no-room op=write path=sys/devices/pci0000:00/0000:00:02.0/mdev_supported_types/i915-GVTg_V5_4/create -> ENOSPC"), "\(log)")
+        }
+    }
+
+    @Test("remove fails on demand and the device stays whole")
+    func removeFault() throws {
+        try withMountedHost { h in
+            try writeText(h.typeDir("i915-GVTg_V5_8") + "/create", uuidA)
+            try add(h, "path=sys/devices/**/remove op=write errno=EBUSY once=true")
+            #expect(errnoOf { try writeText(h.device(uuidA) + "/remove", "1") } == EBUSY)
+            #expect(exists(h.device(uuidA)) && exists(h.vfio(uuidA) + "/regions/bar0"))
+            try writeText(h.device(uuidA) + "/remove", "1")
+            #expect(!exists(h.device(uuidA)))
+        }
+    }
+
+    @Test("bad rules are refused with the reason")
+    func badRules() throws {
+        try withMountedHost { h in
+            for rule in ["path=x errno=EWHAT", "op=write errno=EIO", "path=x op=fly errno=EIO", "path=x errno=EIO every=0",
+                         "path=x errno=EIO delay_ms=5", "path=x errno=EIO once=true every=2", "path=x bogus=1 errno=EIO"] {
+                let code = errnoOf { try add(h, rule) }
+                #expect(code == EINVAL, "\(rule)")
+            }
+            let listing = try readText(h.root + "/.mdevsim/faults")
+            #expect(listing == "")
+        }
+    }
+}
+
+@Suite("mdevsim fault and mount --faults", .enabled(if: canMount && haveMdevsimBinary), .timeLimit(.minutes(1)))
+struct FaultCommandTests {
+    @Test("fault add, list and clear through the CLI; --faults loads a plan at mount")
+    func cli() throws {
+        try withMountedHost { h in
+            var r = try run(mdevsimBinary, ["fault", "add", h.root, "name=x path=sys/**/create op=write errno=ENOSPC every=2"])
+            #expect(r.status == 0, "\(r)")
+            r = try run(mdevsimBinary, ["fault", "list", h.root])
+            #expect(r.out == "name=x path=sys/**/create op=write errno=ENOSPC every=2 matches=0 hits=0\n", "\(r)")
+            r = try run(mdevsimBinary, ["fault", "add", h.root, "path=x errno=ENOPE"])
+            #expect(r.status == 64 && r.err.contains("errno 'ENOPE' is not one of"), "\(r)")
+            #expect(try run(mdevsimBinary, ["fault", "clear", h.root]).status == 0)
+            #expect(try run(mdevsimBinary, ["fault", "list", h.root]).out == "")
+        }
+        let dir = makeTempDirectory("daemon")
+        let plan = dir + ".yaml"
+        try "rules:\n  - {name: no-v5-1, path: 'sys/**/i915-GVTg_V5_1/create', op: write, errno: ENOSPC}\n".write(toFile: plan, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: plan); try? FileManager.default.removeItem(atPath: dir) }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: mdevsimBinary)
+        p.arguments = ["mount", dir, "--faults", plan]
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        defer { kill(p.processIdentifier, SIGTERM); p.waitUntilExit() }
+        for _ in 0..<500 where !FileManager.default.fileExists(atPath: dir + "/.mdevsim/faults") { usleep(10_000) }
+        #expect(try readText(dir + "/.mdevsim/faults").hasPrefix("name=no-v5-1"))
+        #expect(errnoOf { try writeText(dir + "/sys/class/mdev_bus/0000:00:02.0/mdev_supported_types/i915-GVTg_V5_1/create", uuidA) } == ENOSPC)
+    }
+}
