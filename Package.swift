@@ -67,7 +67,7 @@ let package = Package(
             name: "Simulator",
             dependencies: ["Faults", "GPUModel", "MdevCore", "MdevSysfs", "StateStream", "VFIOView", "VirtualFS"]
         ),
-        .target(name: "Faults", dependencies: ["VirtualFS", .product(name: "Yams", package: "Yams")]),
+        .target(name: "Faults", dependencies: ["Migration", "VirtualFS", .product(name: "Yams", package: "Yams")]),
         .target(name: "Toolkit", dependencies: ["GPUModel", "Migration", "StateStream"]),
         .executableTarget(
             name: "mdevsim",

@@ -1,10 +1,11 @@
 import Foundation
+import Migration
 import Synchronization
 import VirtualFS
 
 /// Applies a fault plan to every file operation of a tree, counts hits and
 /// logs each fault that fires (with the rule), in `.mdevsim/log` and the daemon's log.
-public final class FaultInjector: OperationHook, Sendable {
+public final class FaultInjector: OperationHook, MigrationFaultHook, Sendable {
     struct Active {
         let rule: FaultRule
         let action: HookAction
@@ -52,7 +53,7 @@ public final class FaultInjector: OperationHook, Sendable {
         let action: HookAction = state.withLock { s in
             for i in s.rules.indices {
                 let rule = s.rules[i].rule
-                guard rule.op == "any" || rule.op == operation.rawValue, s.rules[i].pattern.matches(path) else { continue }
+                guard !rule.isDeviceRule, rule.op == "any" || rule.op == operation.rawValue, s.rules[i].pattern.matches(path) else { continue }
                 s.rules[i].matches += 1
                 let n = s.rules[i].matches
                 var fire = true
@@ -76,6 +77,52 @@ public final class FaultInjector: OperationHook, Sendable {
         }
         if let fired { onFire(fired) }
         return action
+    }
+
+    /// Device rules: arcs, the saving stream and resume.
+    public func fault(device uuid: String, _ event: MigrationEvent) -> MigrationFaultAction? {
+        var fired: String?
+        let result: MigrationFaultAction? = state.withLock { s in
+            for i in s.rules.indices {
+                let rule = s.rules[i].rule
+                guard rule.isDeviceRule, Glob.component(Substring(rule.device ?? "*"), Substring(uuid)),
+                      let action = try? rule.deviceAction(offset: 0) else { continue }
+                var what = ""
+                switch (event, action) {
+                case (.arc(let from, let to), .failArc), (.arc(let from, let to), .errorArc):
+                    guard let (a, b) = rule.arcStates(), a == nil || a == from, b == nil || b == to else { continue }
+                    what = "arc \(from)->\(to)"
+                case (.saveRead(let offset, let count), .flipBit(let at)), (.saveRead(let offset, let count), .truncate(let at)):
+                    guard at >= offset, at < offset + count else { continue }
+                    what = "stream byte \(at)"
+                case (.resumeCommit, .rejectResume), (.resumeCommit, .corruptAfterResume):
+                    what = "resume"
+                default:
+                    continue
+                }
+                s.rules[i].matches += 1
+                let n = s.rules[i].matches
+                var fire = true
+                if rule.once == true { fire = n == 1 }
+                if let every = rule.every { fire = n % every == 0 }
+                if let after = rule.after { fire = n > after }
+                if let p = rule.probability {
+                    s.rules[i].rng = s.rules[i].rng &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+                    fire = Double(s.rules[i].rng >> 11) / Double(1 << 53) < p
+                }
+                guard fire else { continue }
+                s.rules[i].hits += 1
+                s.total += 1
+                let line = "\(ISO8601DateFormatter().string(from: Date())) fault #\(s.total) rule=\(rule.name) device=\(uuid) \(what) -> \(action)"
+                s.log.append(line)
+                if s.log.count > FaultInjector.logLimit { s.log.removeFirst(s.log.count - FaultInjector.logLimit) }
+                fired = line
+                return action
+            }
+            return nil
+        }
+        if let fired { onFire(fired) }
+        return result
     }
 
     static func describe(_ a: HookAction) -> String {

@@ -1,4 +1,5 @@
 import Foundation
+import Migration
 import VirtualFS
 import Yams
 
@@ -19,11 +20,23 @@ public struct FaultRule: Codable, Sendable, Equatable {
     public var after: Int?
     public var probability: Double?
     public var seed: UInt64?
+    /// Device rules: which devices (a glob on the UUID) ...
+    public var device: String?
+    /// ... and what: an arc `FROM>TO` (`*` for any) that fails with `errno`, or drops to ERROR with `to_error`;
+    public var arc: String?
+    public var toError: Bool?
+    /// the saving stream gets `flip_bit` or `truncate` at byte `at`;
+    public var stream: String?
+    public var at: Int?
+    /// resume `reject`s a sound stream or loads it and `corrupt`s a register.
+    public var resume: String?
 
     enum CodingKeys: String, CodingKey {
-        case name, path, op, errno, once, every, after, probability, seed
-        case delayMS = "delay_ms", shortRead = "short_read"
+        case name, path, op, errno, once, every, after, probability, seed, device, arc, stream, at, resume
+        case delayMS = "delay_ms", shortRead = "short_read", toError = "to_error"
     }
+
+    public var isDeviceRule: Bool { arc != nil || stream != nil || resume != nil }
 
     public init(name: String, path: String, op: String = "any") {
         self.name = name
@@ -33,8 +46,15 @@ public struct FaultRule: Codable, Sendable, Equatable {
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        path = try c.decode(String.self, forKey: .path)
-        name = try c.decodeIfPresent(String.self, forKey: .name) ?? path
+        device = try c.decodeIfPresent(String.self, forKey: .device)
+        arc = try c.decodeIfPresent(String.self, forKey: .arc)
+        toError = try c.decodeIfPresent(Bool.self, forKey: .toError)
+        stream = try c.decodeIfPresent(String.self, forKey: .stream)
+        at = try c.decodeIfPresent(Int.self, forKey: .at)
+        resume = try c.decodeIfPresent(String.self, forKey: .resume)
+        let isDevice = arc != nil || stream != nil || resume != nil
+        path = try isDevice ? (c.decodeIfPresent(String.self, forKey: .path) ?? "") : c.decode(String.self, forKey: .path)
+        name = try c.decodeIfPresent(String.self, forKey: .name) ?? (isDevice ? (arc ?? stream ?? resume ?? "device") : path)
         op = try c.decodeIfPresent(String.self, forKey: .op) ?? "any"
         errno = try c.decodeIfPresent(String.self, forKey: .errno)
         delayMS = try c.decodeIfPresent(Int.self, forKey: .delayMS)
@@ -53,16 +73,21 @@ public struct FaultRule: Codable, Sendable, Equatable {
         "ENOMSG": ENOMSG, "EUSERS": EUSERS, "ETIMEDOUT": ETIMEDOUT, "EBADF": EBADF,
     ]
 
-    /// Checks the rule and returns what it does, or says what is wrong.
+    /// Checks the rule and returns what it does to file operations (`.proceed`
+    /// for device rules), or says what is wrong.
     public func validated() throws -> HookAction {
+        let whens = [once != nil, every != nil, after != nil, probability != nil].filter { $0 }.count
+        guard whens <= 1 else { throw FaultError("rule '\(name)': give at most one of once, every, after, probability") }
+        if isDeviceRule {
+            _ = try deviceAction(offset: 0)
+            return .proceed
+        }
         guard !path.isEmpty else { throw FaultError("rule '\(name)': path is empty") }
         guard op == "any" || FileOperation(rawValue: op) != nil else {
             throw FaultError("rule '\(name)': op '\(op)' is not any, " + FileOperation.allCases.map(\.rawValue).joined(separator: ", "))
         }
         let actions = [errno != nil, delayMS != nil, shortRead != nil].filter { $0 }.count
         guard actions == 1 else { throw FaultError("rule '\(name)': give exactly one of errno, delay_ms, short_read") }
-        let whens = [once != nil, every != nil, after != nil, probability != nil].filter { $0 }.count
-        guard whens <= 1 else { throw FaultError("rule '\(name)': give at most one of once, every, after, probability") }
         if let every, every < 1 { throw FaultError("rule '\(name)': every must be at least 1") }
         if let after, after < 0 { throw FaultError("rule '\(name)': after must not be negative") }
         if let p = probability, !(0...1).contains(p) { throw FaultError("rule '\(name)': probability must be within 0...1") }
@@ -80,6 +105,48 @@ public struct FaultRule: Codable, Sendable, Equatable {
         return .shortRead(s)
     }
 
+    /// The migration fault a device rule injects (checked, with its arc split).
+    public func deviceAction(offset: Int) throws -> MigrationFaultAction {
+        let kinds = [arc != nil, stream != nil, resume != nil].filter { $0 }.count
+        guard kinds == 1 else { throw FaultError("rule '\(name)': give exactly one of arc, stream, resume") }
+        if let arc {
+            guard arcStates() != nil else {
+                throw FaultError("rule '\(name)': arc '\(arc)' is not FROM>TO with v2 state names or *")
+            }
+            if toError == true { return .errorArc }
+            let e = errno ?? "EIO"
+            guard let value = FaultRule.errnos[e.uppercased()] else { throw FaultError("rule '\(name)': errno '\(e)' is unknown") }
+            return .failArc(value)
+        }
+        if let stream {
+            guard let at, at >= 0 else { throw FaultError("rule '\(name)': stream faults need at=BYTE") }
+            switch stream {
+            case "flip_bit": return .flipBit(at: at)
+            case "truncate": return .truncate(at: at)
+            default: throw FaultError("rule '\(name)': stream is flip_bit or truncate")
+            }
+        }
+        switch resume {
+        case "reject": return .rejectResume
+        case "corrupt": return .corruptAfterResume
+        default: throw FaultError("rule '\(name)': resume is reject or corrupt")
+        }
+    }
+
+    /// The arc's states; nil for `*` on either side.
+    public func arcStates() -> (MigrationState?, MigrationState?)? {
+        guard let arc else { return nil }
+        let parts = arc.split(separator: ">", omittingEmptySubsequences: false).map(String.init)
+        guard parts.count == 2 else { return nil }
+        func state(_ s: String) -> MigrationState?? {
+            if s == "*" { return .some(nil) }
+            guard let m = MigrationState(text: s), m != .error else { return nil }
+            return .some(m)
+        }
+        guard let a = state(parts[0]), let b = state(parts[1]) else { return nil }
+        return (a, b)
+    }
+
     /// `name=x path=sys/**/create op=write errno=ENOSPC every=2`, or a JSON object.
     public static func parse(_ text: String) throws -> FaultRule {
         let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -93,8 +160,18 @@ public struct FaultRule: Codable, Sendable, Equatable {
             guard let eq = pair.firstIndex(of: "=") else { throw FaultError("'\(pair)' is not key=value") }
             fields[String(pair[..<eq])] = String(pair[pair.index(after: eq)...])
         }
-        guard let path = fields["path"] else { throw FaultError("a rule needs path=PATTERN") }
-        var rule = FaultRule(name: fields["name"] ?? path, path: path, op: fields["op"] ?? "any")
+        let deviceRule = fields["arc"] != nil || fields["stream"] != nil || fields["resume"] != nil
+        guard let path = fields["path"] ?? (deviceRule ? "" : nil) else {
+            throw FaultError("a rule needs path=PATTERN (file faults) or arc=, stream= or resume= (device faults)")
+        }
+        var rule = FaultRule(name: fields["name"] ?? (deviceRule ? (fields["arc"] ?? fields["stream"] ?? fields["resume"]!) : path),
+                             path: path, op: fields["op"] ?? "any")
+        rule.device = fields["device"]
+        rule.arc = fields["arc"]
+        rule.toError = fields["to_error"].map { $0 == "true" || $0 == "1" }
+        rule.stream = fields["stream"]
+        rule.at = try fields["at"].map { try int($0, "at") }
+        rule.resume = fields["resume"]
         rule.errno = fields["errno"]
         rule.delayMS = try fields["delay_ms"].map { try int($0, "delay_ms") }
         rule.shortRead = try fields["short_read"].map { try int($0, "short_read") }
@@ -109,7 +186,8 @@ public struct FaultRule: Codable, Sendable, Equatable {
             guard let s = UInt64(v) else { throw FaultError("seed '\(v)' is not an unsigned integer") }
             return s
         }
-        let known: Set<String> = ["name", "path", "op", "errno", "delay_ms", "short_read", "once", "every", "after", "probability", "seed"]
+        let known: Set<String> = ["name", "path", "op", "errno", "delay_ms", "short_read", "once", "every", "after", "probability", "seed",
+                                  "device", "arc", "to_error", "stream", "at", "resume"]
         if let unknown = fields.keys.first(where: { !known.contains($0) }) { throw FaultError("unknown key '\(unknown)'") }
         _ = try rule.validated()
         return rule
@@ -122,7 +200,17 @@ public struct FaultRule: Codable, Sendable, Equatable {
 
     /// One line for listings.
     public var summary: String {
-        var parts = ["name=\(name)", "path=\(path)", "op=\(op)"]
+        var parts = ["name=\(name)"]
+        if isDeviceRule {
+            if let device { parts.append("device=\(device)") }
+            if let arc { parts.append("arc=\(arc)") }
+            if toError == true { parts.append("to_error=true") }
+            if let stream { parts.append("stream=\(stream)") }
+            if let at { parts.append("at=\(at)") }
+            if let resume { parts.append("resume=\(resume)") }
+        } else {
+            parts += ["path=\(path)", "op=\(op)"]
+        }
         if let errno { parts.append("errno=\(errno)") }
         if let delayMS { parts.append("delay_ms=\(delayMS)") }
         if let shortRead { parts.append("short_read=\(shortRead)") }

@@ -35,6 +35,7 @@ public final class MigrationDevice: Sendable {
     public let resumeFailure: ResumeFailurePolicy
     /// A replay device saves exactly these bytes and accepts only them back.
     public let replayBlob: [UInt8]?
+    let faultHook: (any MigrationFaultHook)?
 
     struct SaveSession {
         let id: UInt64
@@ -72,8 +73,9 @@ public final class MigrationDevice: Sendable {
     private let core = Mutex(Core())
 
     public init(gpu: VGPU, features: MigrationFeatures = .all, identity: StreamHeader, resumeFailure: ResumeFailurePolicy = .keep,
-                replayBlob: [UInt8]? = nil) {
+                replayBlob: [UInt8]? = nil, faultHook: (any MigrationFaultHook)? = nil) {
         MigrationState.checkKernelValues()
+        self.faultHook = faultHook
         self.gpu = gpu
         self.features = features
         self.identity = identity
@@ -114,6 +116,19 @@ public final class MigrationDevice: Sendable {
                     (c.state == .stopCopy && (target == .preCopy || target == .preCopyP2P) ? " (STOP_COPY cannot return to pre-copy)" : ""))
             }
             for next in path {
+                switch faultHook?.fault(device: gpu.uuid, .arc(from: c.state, to: next)) {
+                case .failArc(let errno):
+                    throw fail(&c, errno, "injected fault: the arc \(c.state) -> \(next) failed; the device stays in \(c.state)")
+                case .errorArc:
+                    let from = c.state
+                    c.saving = nil
+                    c.resuming = nil
+                    c.state = .error
+                    gpu.isRunning = false
+                    throw fail(&c, EIO, "injected fault: the arc \(from) -> \(next) failed and the device is in ERROR; reset it")
+                default:
+                    break
+                }
                 try arc(&c, to: next)
                 c.arcs.append((c.state, next))
                 if c.arcs.count > 64 { c.arcs.removeFirst(c.arcs.count - 64) }
@@ -182,11 +197,19 @@ public final class MigrationDevice: Sendable {
             }
             throw fail(&c, EINVAL, message)
         }
+        let injected = faultHook?.fault(device: gpu.uuid, .resumeCommit)
+        if injected == .rejectResume {
+            throw fail(&c, EINVAL, "injected fault: resume refused a sound stream; the device keeps its state")
+        }
         var config = gpu.workloadConfig
         config.dirtyRateMBps = session.loader.dirtyRateMBps
         config.workingSetMiB = session.loader.workingSetMiB
         gpu.setWorkload(config)
-        gpu.replaceState(hardware: session.loader.hardware, workload: session.loader.workload)
+        var hardware = session.loader.hardware
+        if injected == .corruptAfterResume, let tail = hardware.table.index(named: "RING_TAIL") {
+            hardware.restoreRegister(index: tail, value: hardware.registers[tail] ^ 0x8)
+        }
+        gpu.replaceState(hardware: hardware, workload: session.loader.workload)
         c.resuming = nil
     }
 
@@ -231,9 +254,19 @@ public final class MigrationDevice: Sendable {
             if n == 0 && !s.stopped {
                 throw fail(&c, ENOMSG, "no pre-copy data for now; read again later or move to STOP_COPY")
             }
-            s.buffer.withUnsafeBytes { reply(UnsafeRawBufferPointer(rebasing: $0[s.bufferStart..<s.bufferStart + n])) }
-            s.bufferStart += n
-            s.delivered += n
+            var n2 = n
+            switch faultHook?.fault(device: gpu.uuid, .saveRead(offset: s.delivered, count: n)) {
+            case .flipBit(let at) where at >= s.delivered && at < s.delivered + n:
+                s.buffer[s.bufferStart + at - s.delivered] ^= 0x10
+            case .truncate(let at) where at < s.delivered + n:
+                n2 = max(0, at - s.delivered)
+                if n2 == 0 { s.finished = true; s.buffer.removeAll(); s.bufferStart = 0; reply(UnsafeRawBufferPointer(start: nil, count: 0)); return }
+            default:
+                break
+            }
+            s.buffer.withUnsafeBytes { reply(UnsafeRawBufferPointer(rebasing: $0[s.bufferStart..<s.bufferStart + n2])) }
+            s.bufferStart += n2
+            s.delivered += n2
             if s.bufferStart == s.buffer.count {
                 s.buffer.removeAll(keepingCapacity: true)
                 s.bufferStart = 0

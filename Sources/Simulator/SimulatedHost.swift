@@ -20,8 +20,8 @@ public final class SimulatedHost: Sendable {
         self.config = config
         bus = MdevBus(config: config)
         sysfs = try SysfsView(bus: bus)
-        vfio = try VFIOView(bus: bus, tree: sysfs.tree)
         faults = FaultInjector(onFire: onFault)
+        vfio = try VFIOView(bus: bus, tree: sysfs.tree, migrationFaults: faults)
         try faults.addControlFiles(to: sysfs.tree)
         sysfs.tree.setHook(faults)
     }

@@ -40,9 +40,13 @@ public final class VFIOView: MdevBusObserver, @unchecked Sendable {
     }
     private var vfioRoot: Inode = 0
 
-    public init(bus: MdevBus, tree: Tree) throws(FSError) {
+    /// Consulted by every device's migration (fault injection).
+    let migrationFaults: (any MigrationFaultHook)?
+
+    public init(bus: MdevBus, tree: Tree, migrationFaults: (any MigrationFaultHook)? = nil) throws(FSError) {
         self.bus = bus
         self.tree = tree
+        self.migrationFaults = migrationFaults
         vfioRoot = try tree.update { (c: inout TreeContents) throws(FSError) -> Inode in
             let root = try c.directories("vfio")
             // migration_version on every type: what a device of it would accept.
@@ -74,7 +78,8 @@ public final class VFIOView: MdevBusObserver, @unchecked Sendable {
         let replay = replays.withLock { $0[device.uuid] }
         let mig = MigrationDevice(gpu: gpu, features: MigrationFeatures(names: t.migrationFeatures) ?? .all,
                                   identity: replay?.identity ?? VFIOView.identity(type: device.type, parent: parent, aggregation: aggregation),
-                                  resumeFailure: ResumeFailurePolicy(rawValue: t.resumeFailure) ?? .keep, replayBlob: replay?.blob)
+                                  resumeFailure: ResumeFailurePolicy(rawValue: t.resumeFailure) ?? .keep, replayBlob: replay?.blob,
+                                  faultHook: migrationFaults)
         return Entry(device: gpu, migration: mig, opens: OpenCount())
     }
 

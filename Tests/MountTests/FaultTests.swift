@@ -136,3 +136,88 @@ struct FaultCommandTests {
         #expect(errnoOf { try writeText(dir + "/sys/class/mdev_bus/0000:00:02.0/mdev_supported_types/i915-GVTg_V5_1/create", uuidA) } == ENOSPC)
     }
 }
+
+/// Migration faults: arcs, the saving stream, resume.
+@Suite("device migration faults", .enabled(if: canMount && haveMdevsimBinary), .timeLimit(.minutes(2)))
+struct DeviceFaultTests {
+    let stepped = HostConfig.builtIn.withClock("stepped")
+    func add(_ h: MountedHost, _ rule: String) throws { try writeText(h.root + "/.mdevsim/faults", rule) }
+    func two(_ h: MountedHost) throws {
+        for uuid in [uuidA, uuidB] { try writeText(h.typeDir("i915-GVTg_V5_8") + "/create", uuid) }
+        try writeText(h.vfio(uuidA) + "/workload/dirty_rate_mbps", "1")
+        try writeText(h.vfio(uuidA) + "/workload/step", "20")
+    }
+
+    @Test("an arc fails and leaves the previous state; migrate then leaves the source RUNNING with its state")
+    func arcFails() throws {
+        try withMountedHost(stepped) { h in
+            try two(h)
+            let digest = try readText(h.vfio(uuidA) + "/state_digest")
+            // With every feature PRE_COPY reaches STOP_COPY through PRE_COPY_P2P.
+            try add(h, "device=\(uuidA) arc=PRE_COPY_P2P>STOP_COPY errno=EIO once=true")
+            let r = try run(mdevsimBinary, ["migrate", h.vfio(uuidA), h.vfio(uuidB), "--max-iterations", "1"])
+            #expect(r.status == 1 && r.err.contains("failed at step 'source to STOP_COPY'"), "\(r)")
+            #expect(try readText(h.vfio(uuidA) + "/migration/state") == "RUNNING\n")
+            #expect(try readText(h.vfio(uuidA) + "/state_digest") == digest)
+            #expect(try readText(h.vfio(uuidB) + "/migration/state") == "RUNNING\n")
+            #expect(try readText(h.root + "/.mdevsim/log").contains("arc PRE_COPY_P2P->STOP_COPY -> failArc"))
+            // The rule fired once: the same migration now succeeds.
+            #expect(try run(mdevsimBinary, ["migrate", h.vfio(uuidA), h.vfio(uuidB)]).status == 0)
+        }
+    }
+
+    @Test("an arc drops the device into ERROR; only reset recovers it; other devices are unaffected")
+    func arcToError() throws {
+        try withMountedHost(stepped) { h in
+            try two(h)
+            try add(h, "device=\(uuidA) arc=*>STOP_COPY to_error=true")
+            #expect(errnoOf { try writeText(h.vfio(uuidA) + "/migration/state", "STOP_COPY") } == EIO)
+            #expect(try readText(h.vfio(uuidA) + "/migration/state") == "ERROR\n")
+            #expect(errnoOf { try writeText(h.vfio(uuidA) + "/migration/state", "RUNNING") } == EINVAL)
+            try writeText(h.vfio(uuidB) + "/migration/state", "STOP_COPY")       // B is not named by the rule
+            #expect(try readText(h.vfio(uuidB) + "/migration/state") == "STOP_COPY\n")
+            try writeText(h.vfio(uuidA) + "/reset", "1")
+            #expect(try readText(h.vfio(uuidA) + "/migration/state") == "RUNNING\n")
+        }
+    }
+
+    @Test("a flipped bit in the saving stream is caught by verify and refused by the destination")
+    func flippedBit() throws {
+        try withMountedHost(stepped) { h in
+            try two(h)
+            try add(h, "device=\(uuidA) stream=flip_bit at=5000")
+            let blob = makeTempDirectory("blob") + "/a.blob"
+            #expect(try run(mdevsimBinary, ["record", h.vfio(uuidA), "-o", blob, "--resume-source"]).status == 0)
+            let v = try run(mdevsimBinary, ["verify", blob])
+            #expect(v.status == 1 && v.err.contains("checksum mismatch"), "\(v)")
+            let r = try run(mdevsimBinary, ["replay", blob, h.vfio(uuidB)])
+            #expect(r.status == 1 && r.err.contains("checksum mismatch"), "\(r)")
+        }
+    }
+
+    @Test("a truncated stream fails the resume; the destination keeps its state")
+    func truncated() throws {
+        try withMountedHost(stepped) { h in
+            try two(h)
+            try add(h, "device=\(uuidA) stream=truncate at=3000")
+            let r = try run(mdevsimBinary, ["migrate", h.vfio(uuidA), h.vfio(uuidB), "--max-iterations", "1"])
+            #expect(r.status == 1, "\(r)")
+            #expect(try readText(h.vfio(uuidA) + "/migration/state") == "RUNNING\n")
+        }
+    }
+
+    @Test("resume rejects a sound stream, or accepts it and holds a wrong register, which migrate's digest check catches")
+    func resumeFaults() throws {
+        try withMountedHost(stepped) { h in
+            try two(h)
+            try add(h, "device=\(uuidB) resume=reject once=true")
+            var r = try run(mdevsimBinary, ["migrate", h.vfio(uuidA), h.vfio(uuidB)])
+            #expect(r.status == 1 && r.err.contains("resume refused a sound stream"), "\(r)")
+            #expect(try readText(h.vfio(uuidA) + "/migration/state") == "RUNNING\n")
+            try add(h, "device=\(uuidB) resume=corrupt once=true")
+            r = try run(mdevsimBinary, ["migrate", h.vfio(uuidA), h.vfio(uuidB)])
+            #expect(r.status == 1 && r.err.contains("state_digest differs"), "\(r)")
+            #expect(try readText(h.vfio(uuidA) + "/migration/state") == "RUNNING\n")
+        }
+    }
+}
