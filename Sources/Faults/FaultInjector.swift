@@ -54,22 +54,7 @@ public final class FaultInjector: OperationHook, MigrationFaultHook, Sendable {
             for i in s.rules.indices {
                 let rule = s.rules[i].rule
                 guard !rule.isDeviceRule, rule.op == "any" || rule.op == operation.rawValue, s.rules[i].pattern.matches(path) else { continue }
-                s.rules[i].matches += 1
-                let n = s.rules[i].matches
-                var fire = true
-                if rule.once == true { fire = n == 1 }
-                if let every = rule.every { fire = n % every == 0 }
-                if let after = rule.after { fire = n > after }
-                if let p = rule.probability {
-                    s.rules[i].rng = s.rules[i].rng &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
-                    fire = Double(s.rules[i].rng >> 11) / Double(1 << 53) < p
-                }
-                guard fire else { continue }
-                s.rules[i].hits += 1
-                s.total += 1
-                let line = "\(ISO8601DateFormatter().string(from: Date())) fault #\(s.total) rule=\(rule.name) op=\(operation.rawValue) path=\(path) -> \(FaultInjector.describe(s.rules[i].action))"
-                s.log.append(line)
-                if s.log.count > FaultInjector.logLimit { s.log.removeFirst(s.log.count - FaultInjector.logLimit) }
+                guard let line = FaultInjector.fire(&s, i, "op=\(operation.rawValue) path=\(path) -> \(FaultInjector.describe(s.rules[i].action))") else { continue }
                 fired = line
                 return s.rules[i].action
             }
@@ -100,22 +85,7 @@ public final class FaultInjector: OperationHook, MigrationFaultHook, Sendable {
                 default:
                     continue
                 }
-                s.rules[i].matches += 1
-                let n = s.rules[i].matches
-                var fire = true
-                if rule.once == true { fire = n == 1 }
-                if let every = rule.every { fire = n % every == 0 }
-                if let after = rule.after { fire = n > after }
-                if let p = rule.probability {
-                    s.rules[i].rng = s.rules[i].rng &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
-                    fire = Double(s.rules[i].rng >> 11) / Double(1 << 53) < p
-                }
-                guard fire else { continue }
-                s.rules[i].hits += 1
-                s.total += 1
-                let line = "\(ISO8601DateFormatter().string(from: Date())) fault #\(s.total) rule=\(rule.name) device=\(uuid) \(what) -> \(action)"
-                s.log.append(line)
-                if s.log.count > FaultInjector.logLimit { s.log.removeFirst(s.log.count - FaultInjector.logLimit) }
+                guard let line = FaultInjector.fire(&s, i, "device=\(uuid) \(what) -> \(action)") else { continue }
                 fired = line
                 return action
             }
@@ -123,6 +93,29 @@ public final class FaultInjector: OperationHook, MigrationFaultHook, Sendable {
         }
         if let fired { onFire(fired) }
         return result
+    }
+
+    /// A rule matched: counts it, decides by its `when` whether it fires, and
+    /// if so counts the hit and logs it. Returns the log line when it fires.
+    static func fire(_ s: inout State, _ i: Int, _ what: String) -> String? {
+        let rule = s.rules[i].rule
+        s.rules[i].matches += 1
+        let n = s.rules[i].matches
+        var fire = true
+        if rule.once == true { fire = n == 1 }
+        if let every = rule.every { fire = n % every == 0 }
+        if let after = rule.after { fire = n > after }
+        if let p = rule.probability {
+            s.rules[i].rng = s.rules[i].rng &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            fire = Double(s.rules[i].rng >> 11) / Double(1 << 53) < p
+        }
+        guard fire else { return nil }
+        s.rules[i].hits += 1
+        s.total += 1
+        let line = "\(ISO8601DateFormatter().string(from: Date())) fault #\(s.total) rule=\(rule.name) \(what)"
+        s.log.append(line)
+        if s.log.count > logLimit { s.log.removeFirst(s.log.count - logLimit) }
+        return line
     }
 
     static func describe(_ a: HookAction) -> String {
