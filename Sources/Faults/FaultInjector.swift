@@ -48,6 +48,18 @@ public final class FaultInjector: OperationHook, MigrationFaultHook, Sendable {
 
     public var log: [String] { state.withLock { $0.log } }
 
+    /// Logs a fault injected outside the rules (a surprise removal).
+    public func note(_ what: String) {
+        let line = state.withLock { s in
+            s.total += 1
+            let line = "\(ISO8601DateFormatter().string(from: Date())) fault #\(s.total) \(what)"
+            s.log.append(line)
+            if s.log.count > FaultInjector.logLimit { s.log.removeFirst(s.log.count - FaultInjector.logLimit) }
+            return line
+        }
+        onFire(line)
+    }
+
     public func action(for operation: FileOperation, path: String) -> HookAction {
         var fired: String?
         let action: HookAction = state.withLock { s in

@@ -69,11 +69,14 @@ public protocol MdevBusObserver: AnyObject, Sendable {
     /// Asked before a device's aggregation changes; throw (EBUSY) to refuse.
     func bus(_ bus: MdevBus, willAggregate device: MdevDevice, to count: Int) throws(MdevError)
     func bus(_ bus: MdevBus, didAggregate device: MdevDevice, to count: Int)
+    /// The parent left the bus (its devices were removed first).
+    func bus(_ bus: MdevBus, didUnregister parent: MdevParent)
 }
 
 extension MdevBusObserver {
     public func bus(_ bus: MdevBus, willAggregate device: MdevDevice, to count: Int) throws(MdevError) {}
     public func bus(_ bus: MdevBus, didAggregate device: MdevDevice, to count: Int) {}
+    public func bus(_ bus: MdevBus, didUnregister parent: MdevParent) {}
 }
 
 struct WeakObserver {
@@ -106,6 +109,8 @@ public final class MdevBus: Sendable {
         /// No group below this number is free: keeps allocation O(1) amortised.
         var lowestFreeGroup = 0
         var observers: [WeakObserver] = []
+        /// Parents that left the bus (surprise removal); they offer nothing.
+        var unregistered: Set<Int> = []
         var live: [any MdevBusObserver] { observers.compactMap(\.observer) }
     }
 
@@ -152,7 +157,7 @@ public final class MdevBus: Sendable {
     /// divided by what one instance of the type needs.
     public func availableInstances(of type: MdevType) -> Int {
         guard let i = parentIndex[type.parentAddress] else { return 0 }
-        let used = state.withLock { $0.used[i] }
+        guard let used = state.withLock({ $0.unregistered.contains(i) ? nil : $0.used[i] }) else { return 0 }
         return MdevBus.instances(of: type.config, fitting: free(parents[i].config, used))
     }
 
@@ -186,6 +191,7 @@ public final class MdevBus: Sendable {
         guard let pi = parentIndex[type.parentAddress] else { throw .noDevice("parent \(type.parentAddress) is not registered") }
         let parent = parents[pi]
         return try state.withLock { (s: inout State) throws(MdevError) -> MdevDevice in
+            guard !s.unregistered.contains(pi) else { throw .noDevice("parent \(parent.name) has been unregistered") }
             if let other = s.devices[uuid] {
                 throw .exists("an mdev with UUID \(uuid) already exists (type \(other.device.type.id) on \(other.device.parent)); remove it first or pick another UUID")
             }
@@ -225,10 +231,27 @@ public final class MdevBus: Sendable {
         try remove(uuid: uuid)
     }
 
-    public func remove(uuid: String) throws(MdevError) {
+    /// Surprise removal of a parent: its devices go, then the parent leaves the bus.
+    public func unregisterParent(_ name: String) throws(MdevError) {
+        guard let pi = parentIndex[name] else { throw .noDevice("no parent \(name)") }
         try state.withLock { (s: inout State) throws(MdevError) in
+            guard !s.unregistered.contains(pi) else { throw .noDevice("parent \(name) is already unregistered") }
+            for uuid in s.devices.values.filter({ $0.device.parent == name }).map(\.device.uuid) {
+                try remove(uuid: uuid, &s)
+            }
+            s.unregistered.insert(pi)
+            for observer in s.live.reversed() { observer.bus(self, didUnregister: parents[pi]) }
+        }
+    }
+
+    public func remove(uuid: String) throws(MdevError) {
+        try state.withLock { (s: inout State) throws(MdevError) in try remove(uuid: uuid, &s) }
+    }
+
+    private func remove(uuid: String, _ s: inout State) throws(MdevError) {
+        do {    // (a plain scope)
             guard let record = s.devices.removeValue(forKey: uuid) else {
-                throw .noDevice("mdev \(uuid) does not exist (already removed?)")
+                throw MdevError.noDevice("mdev \(uuid) does not exist (already removed?)")
             }
             let device = record.device
             let pi = parentIndex[device.parent]!

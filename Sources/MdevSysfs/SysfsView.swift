@@ -120,6 +120,14 @@ public final class SysfsView: MdevBusObserver, @unchecked Sendable {
         removeDevice(device)
     }
 
+    /// As mdev_unregister_parent does: the types and the mdev_bus link go; the PCI device stays.
+    public func bus(_ bus: MdevBus, didUnregister parent: MdevParent) {
+        tree.update { (c: inout TreeContents) in
+            if let dir = parentDirs[parent.name] { c.removeIfPresent("mdev_supported_types", in: dir) }
+            if let link = try? c.resolve("sys/class/mdev_bus") { c.removeIfPresent(parent.name, in: link.ino) }
+        }
+    }
+
     private func addDevice(_ device: MdevDevice, _ c: inout TreeContents) throws(FSError) {
         guard let parent = bus.parent(named: device.parent), let parentDir = parentDirs[device.parent],
               let typeDevices = typeDeviceDirs[device.type] else {

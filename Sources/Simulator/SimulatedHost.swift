@@ -24,6 +24,27 @@ public final class SimulatedHost: Sendable {
         vfio = try VFIOView(bus: bus, tree: sysfs.tree, migrationFaults: faults)
         try faults.addControlFiles(to: sysfs.tree)
         sysfs.tree.setHook(faults)
+        try addSurpriseRemoval()
+    }
+
+    /// `.mdevsim/surprise_remove`: write `device UUID` or `parent BDF` and it
+    /// disappears at once, open files and all (later accesses get ENODEV).
+    private func addSurpriseRemoval() throws(FSError) {
+        let bus = self.bus
+        let faults = self.faults
+        try sysfs.tree.update { (c: inout TreeContents) throws(FSError) in
+            let dir = try c.directories(".mdevsim")
+            try c.attribute("surprise_remove", in: dir, Attribute(store: { (bytes: [UInt8]) throws(FSError) in
+                let words = String(decoding: bytes, as: UTF8.self).split(whereSeparator: \.isWhitespace).map(String.init)
+                guard words.count == 2, ["device", "parent"].contains(words[0]) else {
+                    throw .invalid("write 'device UUID' or 'parent BDF'")
+                }
+                do throws(MdevError) {
+                    if words[0] == "device" { try bus.remove(uuid: words[1].lowercased()) } else { try bus.unregisterParent(words[1]) }
+                } catch { throw FSError(error.errno, error.message) }
+                faults.note("surprise removal of \(words[0]) \(words[1])")
+            }))
+        }
     }
 
     /// Creates a replay device: a vGPU of the blob's type whose save stream is

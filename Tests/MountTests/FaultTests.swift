@@ -221,3 +221,44 @@ struct DeviceFaultTests {
         }
     }
 }
+
+@Suite("surprise removal", .enabled(if: canMount), .timeLimit(.minutes(1)))
+struct SurpriseRemovalTests {
+    @Test("a vGPU in use disappears: its open files get ENODEV, other devices are unaffected")
+    func device() throws {
+        try withMountedHost { h in
+            for uuid in [uuidA, uuidB] { try writeText(h.typeDir("i915-GVTg_V5_8") + "/create", uuid) }
+            let bar0 = try openFile(h.vfio(uuidA) + "/regions/bar0")
+            defer { close(bar0) }
+            try writeText(h.vfio(uuidA) + "/migration/state", "STOP_COPY")
+            let data = try openFile(h.vfio(uuidA) + "/migration/data", O_RDONLY)
+            defer { close(data) }
+            try writeText(h.root + "/.mdevsim/surprise_remove", "device \(uuidA)")
+            var byte: UInt8 = 0
+            #expect(read(data, &byte, 1) == -1 && errno == ENODEV)
+            #expect(errnoOf { _ = try preadValue(bar0, 0x2030, 4) } == ENODEV)
+            #expect(!exists(h.device(uuidA)) && !exists(h.vfio(uuidA)))
+            #expect(try readText(h.vfio(uuidB) + "/migration/state") == "RUNNING\n")
+            #expect(try h.available("i915-GVTg_V5_8") == 6)
+            #expect(errnoOf { try writeText(h.root + "/.mdevsim/surprise_remove", "device \(uuidA)") } == ENODEV)
+        }
+    }
+
+    @Test("a whole parent disappears: its devices and types go, create through an old handle is ENODEV")
+    func parent() throws {
+        try withMountedHost(twoParentConfig) { h in
+            try writeText(h.typeDir("i915-GVTg_V5_8") + "/create", uuidA)
+            try writeText(h.typeDir("i915-GVTg_V5_8", parent: "0000:00:03.0") + "/create", uuidB)
+            let create = try openFile(h.typeDir("i915-GVTg_V5_4") + "/create", O_WRONLY)
+            defer { close(create) }
+            try writeText(h.root + "/.mdevsim/surprise_remove", "parent 0000:00:02.0")
+            #expect(try listDir(h.root + "/sys/class/mdev_bus") == ["0000:00:03.0"])
+            #expect(!exists(h.parent + "/mdev_supported_types"))
+            #expect(exists(h.parent + "/vendor"))          // the PCI device itself stays
+            #expect(!exists(h.device(uuidA)))
+            #expect(exists(h.device(uuidB)))
+            #expect(Array(uuidC.utf8).withUnsafeBytes { write(create, $0.baseAddress, 36) } == -1 && errno == ENODEV)
+            #expect(try readText(h.root + "/.mdevsim/log").contains("surprise removal of parent 0000:00:02.0"))
+        }
+    }
+}
