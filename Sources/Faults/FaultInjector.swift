@@ -94,6 +94,9 @@ public final class FaultInjector: OperationHook, MigrationFaultHook, Sendable {
                     what = "stream byte \(at)"
                 case (.resumeCommit, .rejectResume), (.resumeCommit, .corruptAfterResume):
                     what = "resume"
+                case (.arc(let from, let to), .spikeDirtyRate):
+                    guard to == .preCopy || to == .preCopyP2P, from != .preCopy, from != .preCopyP2P else { continue }
+                    what = "entering pre-copy"
                 default:
                     continue
                 }

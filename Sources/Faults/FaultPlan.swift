@@ -28,15 +28,17 @@ public struct FaultRule: Codable, Sendable, Equatable {
     /// the saving stream gets `flip_bit` or `truncate` at byte `at`;
     public var stream: String?
     public var at: Int?
-    /// resume `reject`s a sound stream or loads it and `corrupt`s a register.
+    /// resume `reject`s a sound stream or loads it and `corrupt`s a register;
     public var resume: String?
+    /// entering PRE_COPY makes the guest dirty this many MB/s (pre-copy never converges).
+    public var spikeMBps: Double?
 
     enum CodingKeys: String, CodingKey {
         case name, path, op, errno, once, every, after, probability, seed, device, arc, stream, at, resume
-        case delayMS = "delay_ms", shortRead = "short_read", toError = "to_error"
+        case delayMS = "delay_ms", shortRead = "short_read", toError = "to_error", spikeMBps = "spike_mbps"
     }
 
-    public var isDeviceRule: Bool { arc != nil || stream != nil || resume != nil }
+    public var isDeviceRule: Bool { arc != nil || stream != nil || resume != nil || spikeMBps != nil }
 
     public init(name: String, path: String, op: String = "any") {
         self.name = name
@@ -52,7 +54,8 @@ public struct FaultRule: Codable, Sendable, Equatable {
         stream = try c.decodeIfPresent(String.self, forKey: .stream)
         at = try c.decodeIfPresent(Int.self, forKey: .at)
         resume = try c.decodeIfPresent(String.self, forKey: .resume)
-        let isDevice = arc != nil || stream != nil || resume != nil
+        spikeMBps = try c.decodeIfPresent(Double.self, forKey: .spikeMBps)
+        let isDevice = arc != nil || stream != nil || resume != nil || spikeMBps != nil
         path = try isDevice ? (c.decodeIfPresent(String.self, forKey: .path) ?? "") : c.decode(String.self, forKey: .path)
         name = try c.decodeIfPresent(String.self, forKey: .name) ?? (isDevice ? (arc ?? stream ?? resume ?? "device") : path)
         op = try c.decodeIfPresent(String.self, forKey: .op) ?? "any"
@@ -107,8 +110,12 @@ public struct FaultRule: Codable, Sendable, Equatable {
 
     /// The migration fault a device rule injects (checked, with its arc split).
     public func deviceAction(offset: Int) throws -> MigrationFaultAction {
-        let kinds = [arc != nil, stream != nil, resume != nil].filter { $0 }.count
-        guard kinds == 1 else { throw FaultError("rule '\(name)': give exactly one of arc, stream, resume") }
+        let kinds = [arc != nil, stream != nil, resume != nil, spikeMBps != nil].filter { $0 }.count
+        guard kinds == 1 else { throw FaultError("rule '\(name)': give exactly one of arc, stream, resume, spike_mbps") }
+        if let spike = spikeMBps {
+            guard spike >= 0, spike <= 100_000 else { throw FaultError("rule '\(name)': spike_mbps must be 0...100000") }
+            return .spikeDirtyRate(spike)
+        }
         if let arc {
             guard arcStates() != nil else {
                 throw FaultError("rule '\(name)': arc '\(arc)' is not FROM>TO with v2 state names or *")
@@ -160,11 +167,11 @@ public struct FaultRule: Codable, Sendable, Equatable {
             guard let eq = pair.firstIndex(of: "=") else { throw FaultError("'\(pair)' is not key=value") }
             fields[String(pair[..<eq])] = String(pair[pair.index(after: eq)...])
         }
-        let deviceRule = fields["arc"] != nil || fields["stream"] != nil || fields["resume"] != nil
+        let deviceRule = fields["arc"] != nil || fields["stream"] != nil || fields["resume"] != nil || fields["spike_mbps"] != nil
         guard let path = fields["path"] ?? (deviceRule ? "" : nil) else {
             throw FaultError("a rule needs path=PATTERN (file faults) or arc=, stream= or resume= (device faults)")
         }
-        var rule = FaultRule(name: fields["name"] ?? (deviceRule ? (fields["arc"] ?? fields["stream"] ?? fields["resume"]!) : path),
+        var rule = FaultRule(name: fields["name"] ?? (deviceRule ? (fields["arc"] ?? fields["stream"] ?? fields["resume"] ?? "spike") : path),
                              path: path, op: fields["op"] ?? "any")
         rule.device = fields["device"]
         rule.arc = fields["arc"]
@@ -172,6 +179,10 @@ public struct FaultRule: Codable, Sendable, Equatable {
         rule.stream = fields["stream"]
         rule.at = try fields["at"].map { try int($0, "at") }
         rule.resume = fields["resume"]
+        rule.spikeMBps = try fields["spike_mbps"].map { v in
+            guard let x = Double(v) else { throw FaultError("spike_mbps '\(v)' is not a number") }
+            return x
+        }
         rule.errno = fields["errno"]
         rule.delayMS = try fields["delay_ms"].map { try int($0, "delay_ms") }
         rule.shortRead = try fields["short_read"].map { try int($0, "short_read") }
@@ -187,7 +198,7 @@ public struct FaultRule: Codable, Sendable, Equatable {
             return s
         }
         let known: Set<String> = ["name", "path", "op", "errno", "delay_ms", "short_read", "once", "every", "after", "probability", "seed",
-                                  "device", "arc", "to_error", "stream", "at", "resume"]
+                                  "device", "arc", "to_error", "stream", "at", "resume", "spike_mbps"]
         if let unknown = fields.keys.first(where: { !known.contains($0) }) { throw FaultError("unknown key '\(unknown)'") }
         _ = try rule.validated()
         return rule
@@ -208,6 +219,7 @@ public struct FaultRule: Codable, Sendable, Equatable {
             if let stream { parts.append("stream=\(stream)") }
             if let at { parts.append("at=\(at)") }
             if let resume { parts.append("resume=\(resume)") }
+            if let spikeMBps { parts.append("spike_mbps=\(spikeMBps)") }
         } else {
             parts += ["path=\(path)", "op=\(op)"]
         }

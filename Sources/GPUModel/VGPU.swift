@@ -97,7 +97,18 @@ public final class VGPU: Sendable {
         let elapsed = now - s.lastTick
         let perTick = Duration.seconds(1) / WorkloadConfig.ticksPerSecond
         let due = UInt64(max(0, elapsed / perTick))
-        guard due > 0 else { return }
+        guard due > 0 else {
+            // Between ticks the guest keeps rendering: pages for the time elapsed
+            // are written now (ring and display move only on whole ticks), so a
+            // device observed often still dirties at its rate.
+            let seconds = Double(elapsed.components.attoseconds) / 1e18 + Double(elapsed.components.seconds)
+            let bytes = UInt64(max(0, s.config.dirtyRateMBps) * 1_000_000 * seconds)
+            if bytes >= UInt64(GPULayout.pageSize) {
+                s.workload.render(&s.workloadState, &s.hardware, bytes: min(bytes, UInt64(2 * s.workload.workingSetPages * GPULayout.pageSize)))
+                s.lastTick = now
+            }
+            return
+        }
         let ticks = min(due, maxCatchUpTicks)
         // Writing more than twice the working set in one catch-up changes nothing
         // an observer can see (the same pages are dirty), so the real-time clock

@@ -96,19 +96,10 @@ struct Workload {
             return
         }
         submitBatch(&s, &hw)
-        s.budget += bytesPerTick
-        let page = UInt64(GPULayout.pageSize)
-        while s.budget >= page {
-            s.budget -= page
-            let back = Int(1 - s.frontBuffer)
-            let choice = s.rng.next(below: framebufferPages + poolPages)
-            let address = choice < framebufferPages
-                ? framebufferBase[back] + UInt64(choice) * page
-                : poolBase + UInt64(choice - framebufferPages) * page
-            hw.fillFrame(ensureMapped(address, &hw), &s.rng)
-        }
+        render(&s, &hw, bytes: bytesPerTick)
         if s.tick % Workload.flipInterval == 0 { flip(&s, &hw) }
         if s.tick % Workload.fenceInterval == 0 {
+            let page = UInt64(GPULayout.pageSize)
             let fence = Int((s.tick / Workload.fenceInterval) % UInt64(GPULayout.fenceCount))
             let start = poolBase + (s.rng.next() % UInt64(max(poolPages, 1))) * page
             programFence(fence, start: start, end: start + 16 * page, &hw)
@@ -122,6 +113,23 @@ struct Workload {
         let addresses = framebufferBase.flatMap { base in (0..<framebufferPages).map { base + UInt64($0) * page } }
             + (0..<poolPages).map { poolBase + UInt64($0) * page }
         for address in addresses { hw.fillFrame(ensureMapped(address, &hw), &s.rng) }
+    }
+
+    /// The guest renders `bytes` worth of pages (carrying the remainder) into
+    /// the back framebuffer and its texture pool, through GGTT mappings.
+    func render(_ s: inout WorkloadState, _ hw: inout Hardware, bytes: UInt64) {
+        guard hw.register("RING_CTL") & 1 == 1 else { return }
+        s.budget += bytes
+        let page = UInt64(GPULayout.pageSize)
+        while s.budget >= page {
+            s.budget -= page
+            let back = Int(1 - s.frontBuffer)
+            let choice = s.rng.next(below: framebufferPages + poolPages)
+            let address = choice < framebufferPages
+                ? framebufferBase[back] + UInt64(choice) * page
+                : poolBase + UInt64(choice - framebufferPages) * page
+            hw.fillFrame(ensureMapped(address, &hw), &s.rng)
+        }
     }
 
     private func guestWrite(_ name: String, _ value: UInt64, _ hw: inout Hardware) {

@@ -119,6 +119,10 @@ public final class MigrationDevice: Sendable {
                 switch faultHook?.fault(device: gpu.uuid, .arc(from: c.state, to: next)) {
                 case .failArc(let errno):
                     throw fail(&c, errno, "injected fault: the arc \(c.state) -> \(next) failed; the device stays in \(c.state)")
+                case .spikeDirtyRate(let rate):
+                    var config = gpu.workloadConfig
+                    config.dirtyRateMBps = rate
+                    gpu.setWorkload(config)
                 case .errorArc:
                     let from = c.state
                     c.saving = nil

@@ -23,6 +23,9 @@ public enum MigrationFaultAction: Sendable, Equatable {
     /// The destination accepts the stream and then holds a wrong register: the
     /// silent corruption a checker must catch.
     case corruptAfterResume
+    /// On entering pre-copy, the guest's dirty rate jumps to this many MB/s, so
+    /// pre-copy never converges.
+    case spikeDirtyRate(Double)
 }
 
 /// Consulted by a device at each migration event (fault injection plugs in here).

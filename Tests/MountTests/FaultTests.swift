@@ -262,3 +262,92 @@ struct SurpriseRemovalTests {
         }
     }
 }
+
+@Suite("fault kinds that slow or stall a migration, and the soak", .enabled(if: canMount && haveMdevsimBinary), .timeLimit(.minutes(3)))
+struct MigrationStressTests {
+    @Test("a stalled stream (ENOMSG longer than usual) only delays the migration")
+    func stall() throws {
+        try withMountedHost(HostConfig.builtIn.withClock("stepped")) { h in
+            for uuid in [uuidA, uuidB] { try writeText(h.typeDir("i915-GVTg_V5_8") + "/create", uuid) }
+            try writeText(h.vfio(uuidA) + "/workload/step", "10")
+            // The first read of pre-copy finds nothing "for now"; the migration goes on.
+            try writeText(h.root + "/.mdevsim/faults", "name=stall path=vfio/\(uuidA)/migration/data op=read errno=ENOMSG once=true")
+            let r = try run(mdevsimBinary, ["migrate", h.vfio(uuidA), h.vfio(uuidB), "--max-iterations", "4"])
+            #expect(r.status == 0, "\(r)")
+            #expect(try readText(h.root + "/.mdevsim/faults").contains("name=stall") )
+            #expect(try readText(h.root + "/.mdevsim/log").contains("rule=stall op=read"))
+        }
+    }
+
+    @Test("a dirty-rate spike on entering pre-copy keeps it from converging")
+    func spike() throws {
+        try withMountedHost { h in
+            for uuid in [uuidA, uuidB] { try writeText(h.typeDir("i915-GVTg_V5_8") + "/create", uuid) }
+            try writeText(h.vfio(uuidA) + "/workload/working_set_mib", "1")
+            try writeText(h.vfio(uuidA) + "/workload/dirty_rate_mbps", "0")
+            try writeText(h.root + "/.mdevsim/faults", "device=\(uuidA) spike_mbps=300")
+            let r = try run(mdevsimBinary, ["migrate", h.vfio(uuidA), h.vfio(uuidB), "--max-downtime", "1", "--bandwidth", "1", "--max-iterations", "3", "--json"])
+            #expect(r.status == 0, "\(r)")
+            let report = try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as! [String: Any]
+            #expect(report["converged"] as? Bool == false)
+            #expect(try readText(h.vfio(uuidB) + "/workload/dirty_rate_mbps") == "300.0\n")   // the guest's rate travelled with it
+        }
+    }
+
+    @Test("soak: repeated migrations under a seeded random fault plan; every failure is an injected one and the contract holds")
+    func soak() throws {
+        try withMountedHost(HostConfig.builtIn.withClock("stepped")) { h in
+            for uuid in [uuidA, uuidB, uuidC] { try writeText(h.typeDir("i915-GVTg_V5_8") + "/create", uuid) }
+            for uuid in [uuidA, uuidC] {
+                try writeText(h.vfio(uuid) + "/workload/dirty_rate_mbps", "1")
+                try writeText(h.vfio(uuid) + "/workload/step", "15")
+            }
+            let bystander = try readText(h.vfio(uuidC) + "/state_digest")
+            var rng: UInt64 = 20261127
+            func next(_ n: Int) -> Int {
+                rng = rng &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+                return Int((rng >> 33) % UInt64(n))
+            }
+            var (src, dst) = (uuidA, uuidB)
+            var attempted = 0, succeeded = 0, failedAsInjected = 0
+            var violations: [String] = []
+            for round in 0..<20 {
+                let menu: [(String, Bool)] = [   // (rule, whether it may reset the source)
+                    ("", false),
+                    ("device=\(src) arc=*>PRE_COPY errno=EIO once=true", false),
+                    ("device=\(src) arc=PRE_COPY_P2P>STOP_COPY errno=EBUSY once=true", false),
+                    ("device=\(src) arc=*>STOP_COPY to_error=true once=true", true),
+                    ("device=\(dst) arc=RESUMING>STOP errno=EIO once=true", false),
+                    ("device=\(src) stream=flip_bit at=\(100 + next(20000)) once=true", false),
+                    ("device=\(src) stream=truncate at=\(50 + next(20000)) once=true", false),
+                    ("device=\(dst) resume=reject once=true", false),
+                    ("device=\(dst) resume=corrupt once=true", false),
+                    ("path=vfio/\(src)/migration/data op=read errno=EIO once=true", false),
+                ]
+                let (rule, resetsSource) = menu[next(menu.count)]
+                try writeText(h.root + "/.mdevsim/faults", "clear")
+                if !rule.isEmpty { try writeText(h.root + "/.mdevsim/faults", rule) }
+                let before = try readText(h.vfio(src) + "/state_digest")
+                let logBefore = try readText(h.root + "/.mdevsim/log")
+                attempted += 1
+                let r = try run(mdevsimBinary, ["migrate", h.vfio(src), h.vfio(dst), "--max-iterations", "2"])
+                let fired = try readText(h.root + "/.mdevsim/log") != logBefore
+                if r.status == 0 {
+                    succeeded += 1
+                    if try readText(h.vfio(dst) + "/migration/state") != "RUNNING\n" { violations.append("round \(round): destination not RUNNING after success") }
+                    (src, dst) = (dst, src)
+                } else {
+                    if fired { failedAsInjected += 1 } else { violations.append("round \(round): failed with no injected fault: \(r.err)") }
+                    if try readText(h.vfio(src) + "/migration/state") != "RUNNING\n" { violations.append("round \(round): source not RUNNING after failure") }
+                    if !resetsSource, try readText(h.vfio(src) + "/state_digest") != before { violations.append("round \(round): source state changed by a failed migration (\(rule))") }
+                    if try readText(h.vfio(dst) + "/migration/state") != "RUNNING\n" { violations.append("round \(round): destination not reset") }
+                }
+                if try readText(h.vfio(uuidC) + "/state_digest") != bystander { violations.append("round \(round): a bystander device changed") }
+                if try h.available("i915-GVTg_V5_8") != 4 { violations.append("round \(round): the pool changed (half-created device?)") }
+            }
+            print("soak: \(attempted) migrations attempted, \(succeeded) succeeded, \(failedAsInjected) failed as injected, \(violations.count) contract violations")
+            #expect(violations.isEmpty, "\(violations)")
+            #expect(failedAsInjected > 0 && succeeded > 0)
+        }
+    }
+}
