@@ -13,6 +13,7 @@ public final class FaultInjector: OperationHook, MigrationFaultHook, Sendable {
         var matches = 0
         var hits = 0
         var rng: UInt64
+        let added = ContinuousClock.now
     }
 
     struct State {
@@ -114,6 +115,9 @@ public final class FaultInjector: OperationHook, MigrationFaultHook, Sendable {
     /// if so counts the hit and logs it. Returns the log line when it fires.
     static func fire(_ s: inout State, _ i: Int, _ what: String) -> String? {
         let rule = s.rules[i].rule
+        let ms = (ContinuousClock.now - s.rules[i].added) / .milliseconds(1)
+        if let from = rule.fromMS, ms < Double(from) { return nil }
+        if let until = rule.untilMS, ms >= Double(until) { return nil }
         s.rules[i].matches += 1
         let n = s.rules[i].matches
         var fire = true

@@ -20,6 +20,9 @@ public struct FaultRule: Codable, Sendable, Equatable {
     public var after: Int?
     public var probability: Double?
     public var seed: UInt64?
+    /// A time window, in ms since the rule was added: it fires only from `from_ms` until `until_ms`.
+    public var fromMS: Int?
+    public var untilMS: Int?
     /// Device rules: which devices (a glob on the UUID) ...
     public var device: String?
     /// ... and what: an arc `FROM>TO` (`*` for any) that fails with `errno`, or drops to ERROR with `to_error`;
@@ -36,6 +39,7 @@ public struct FaultRule: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case name, path, op, errno, once, every, after, probability, seed, device, arc, stream, at, resume
         case delayMS = "delay_ms", shortRead = "short_read", toError = "to_error", spikeMBps = "spike_mbps"
+        case fromMS = "from_ms", untilMS = "until_ms"
     }
 
     public var isDeviceRule: Bool { arc != nil || stream != nil || resume != nil || spikeMBps != nil }
@@ -67,6 +71,8 @@ public struct FaultRule: Codable, Sendable, Equatable {
         after = try c.decodeIfPresent(Int.self, forKey: .after)
         probability = try c.decodeIfPresent(Double.self, forKey: .probability)
         seed = try c.decodeIfPresent(UInt64.self, forKey: .seed)
+        fromMS = try c.decodeIfPresent(Int.self, forKey: .fromMS)
+        untilMS = try c.decodeIfPresent(Int.self, forKey: .untilMS)
     }
 
     /// errno names a rule may use.
@@ -91,6 +97,7 @@ public struct FaultRule: Codable, Sendable, Equatable {
         }
         let actions = [errno != nil, delayMS != nil, shortRead != nil].filter { $0 }.count
         guard actions == 1 else { throw FaultError("rule '\(name)': give exactly one of errno, delay_ms, short_read") }
+        if let f = fromMS, let u = untilMS, f >= u { throw FaultError("rule '\(name)': from_ms must be before until_ms") }
         if let every, every < 1 { throw FaultError("rule '\(name)': every must be at least 1") }
         if let after, after < 0 { throw FaultError("rule '\(name)': after must not be negative") }
         if let p = probability, !(0...1).contains(p) { throw FaultError("rule '\(name)': probability must be within 0...1") }
@@ -193,12 +200,14 @@ public struct FaultRule: Codable, Sendable, Equatable {
             guard let p = Double(v) else { throw FaultError("probability '\(v)' is not a number") }
             return p
         }
+        rule.fromMS = try fields["from_ms"].map { try int($0, "from_ms") }
+        rule.untilMS = try fields["until_ms"].map { try int($0, "until_ms") }
         rule.seed = try fields["seed"].map { v in
             guard let s = UInt64(v) else { throw FaultError("seed '\(v)' is not an unsigned integer") }
             return s
         }
         let known: Set<String> = ["name", "path", "op", "errno", "delay_ms", "short_read", "once", "every", "after", "probability", "seed",
-                                  "device", "arc", "to_error", "stream", "at", "resume", "spike_mbps"]
+                                  "device", "arc", "to_error", "stream", "at", "resume", "spike_mbps", "from_ms", "until_ms"]
         if let unknown = fields.keys.first(where: { !known.contains($0) }) { throw FaultError("unknown key '\(unknown)'") }
         _ = try rule.validated()
         return rule
@@ -231,6 +240,8 @@ public struct FaultRule: Codable, Sendable, Equatable {
         if let after { parts.append("after=\(after)") }
         if let probability { parts.append("probability=\(probability)") }
         if let seed { parts.append("seed=\(seed)") }
+        if let fromMS { parts.append("from_ms=\(fromMS)") }
+        if let untilMS { parts.append("until_ms=\(untilMS)") }
         return parts.joined(separator: " ")
     }
 }

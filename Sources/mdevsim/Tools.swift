@@ -285,11 +285,15 @@ struct Fault: ParsableCommand {
         discussion: """
         A rule says where (an operation on a path glob: * within a component, ** across),
         what (errno=NAME, delay_ms=N or short_read=N) and when (every time, once=true,
-        every=N, after=N, probability=P with seed=S). Fired faults are logged in
-        DIR/.mdevsim/log and the daemon's log.
+        every=N, after=N, probability=P with seed=S, and/or within from_ms=A until_ms=B of
+        being added). Device rules (device=UUID-glob) strike migration instead: arc=FROM>TO
+        with errno=E or to_error=true, stream=flip_bit|truncate at=BYTE, resume=reject|corrupt,
+        spike_mbps=N. Fired faults are logged in DIR/.mdevsim/log and the daemon's log;
+        DIR/.mdevsim/surprise_remove takes 'device UUID' or 'parent BDF'.
 
           mdevsim fault add /tmp/mdev 'path=sys/**/create op=write errno=ENOSPC once=true'
           mdevsim fault add /tmp/mdev 'name=slow path=vfio/*/migration/data op=read delay_ms=200 every=3'
+          mdevsim fault add /tmp/mdev 'device=* arc=*>STOP_COPY errno=EIO once=true'
           mdevsim fault list /tmp/mdev
           mdevsim fault clear /tmp/mdev
         Operations: lookup getattr setattr open read write readdir readlink, or any.

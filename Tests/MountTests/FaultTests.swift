@@ -42,6 +42,19 @@ struct FaultTests {
         #expect(a.contains(EIO) && a.contains(0))
     }
 
+    @Test("a time window: the rule fires only between from_ms and until_ms after it was added")
+    func window() throws {
+        try withMountedHost { h in
+            try add(h, "path=sys/**/i915-GVTg_V5_2/name op=open errno=EIO from_ms=150 until_ms=400")
+            let name = h.typeDir("i915-GVTg_V5_2") + "/name"
+            #expect(errnoOf { _ = try readText(name) } == 0)
+            usleep(250_000)
+            #expect(errnoOf { _ = try readText(name) } == EIO)
+            usleep(250_000)
+            #expect(errnoOf { _ = try readText(name) } == 0)
+        }
+    }
+
     @Test("delays and short reads")
     func delayAndShortRead() throws {
         try withMountedHost { h in
