@@ -6,6 +6,7 @@
 //   VirtualFS  a generic inode tree of directories, attributes and links; no FUSE, no GPUs
 //   FuseBridge the libfuse low-level protocol bridge onto a VirtualFS tree; knows nothing of GPUs
 //   GPUModel   simulated GVT-g hardware per vGPU: config space, MMIO, GGTT, memory, workload; no files
+//   CCRC32C    the SSE4.2 crc32 instruction, for StateStream's checksums
 //   StateStream the device-state stream format: header, records, checksums, compatibility; no devices
 //   Migration  the v2 state machine and save/resume of a GPUModel device over StateStream; no files
 //   Faults     fault plans applied to file operations through VirtualFS's hook; .mdevsim/ control files
@@ -53,7 +54,8 @@ let package = Package(
             ]
         ),
         .target(name: "GPUModel"),
-        .target(name: "StateStream"),
+        .target(name: "CCRC32C"),
+        .target(name: "StateStream", dependencies: ["CCRC32C"]),
         .target(name: "Migration", dependencies: ["CVFIO", "GPUModel", "StateStream"]),
         .target(
             name: "MdevSysfs",
@@ -84,6 +86,7 @@ let package = Package(
         .testTarget(name: "VirtualFSTests", dependencies: ["VirtualFS"]),
         .testTarget(name: "GPUModelTests", dependencies: ["GPUModel"]),
         .testTarget(name: "MigrationTests", dependencies: ["GPUModel", "Migration", "StateStream"]),
+        .testTarget(name: "StateStreamTests", dependencies: ["StateStream"]),
         .testTarget(name: "MdevCoreTests", dependencies: ["MdevCore", "MdevSysfs", "VirtualFS"]),
         .testTarget(
             name: "MountTests",
