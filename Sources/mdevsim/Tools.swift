@@ -301,7 +301,14 @@ struct Fault: ParsableCommand {
         subcommands: [Add.self, List.self, Clear.self]
     )
 
-    static func control(_ dir: String) -> String { dir + "/.mdevsim/faults" }
+    /// Runs `body` on the mount's control file, explaining a failure to reach it.
+    static func withControl(_ command: String, _ dir: String, _ body: (String) throws -> Void) throws {
+        try runTool(command) {
+            do { try body(dir + "/.mdevsim/faults") } catch let e as FileIO.Failure {
+                throw ToolError("cannot use \(e.path): \(e.text); is \(dir) an mdevsim mount?", exitCode: 2)
+            }
+        }
+    }
 
     struct Add: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Add a rule (key=value words, or a JSON object).")
@@ -311,11 +318,7 @@ struct Fault: ParsableCommand {
             do { _ = try FaultRule.parse(rule) } catch { throw ValidationError("\(error)") }
         }
         func run() throws {
-            try runTool("fault add") {
-                do { try FileIO.writeText(Fault.control(directory), rule) } catch let e as FileIO.Failure {
-                    throw ToolError("cannot add the rule through \(e.path): \(e.text); is \(directory) an mdevsim mount?", exitCode: 2)
-                }
-            }
+            try Fault.withControl("fault add", directory) { try FileIO.writeText($0, rule) }
         }
     }
 
@@ -323,11 +326,7 @@ struct Fault: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List the rules with how often each matched and fired.")
         @Argument(help: "The mount.") var directory: String
         func run() throws {
-            try runTool("fault list") {
-                do { print(try FileIO.readText(Fault.control(directory)), terminator: "") } catch let e as FileIO.Failure {
-                    throw ToolError("cannot read \(e.path): \(e.text); is \(directory) an mdevsim mount?", exitCode: 2)
-                }
-            }
+            try Fault.withControl("fault list", directory) { print(try FileIO.readText($0), terminator: "") }
         }
     }
 
@@ -335,11 +334,7 @@ struct Fault: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Remove every rule.")
         @Argument(help: "The mount.") var directory: String
         func run() throws {
-            try runTool("fault clear") {
-                do { try FileIO.writeText(Fault.control(directory), "clear") } catch let e as FileIO.Failure {
-                    throw ToolError("cannot clear through \(e.path): \(e.text); is \(directory) an mdevsim mount?", exitCode: 2)
-                }
-            }
+            try Fault.withControl("fault clear", directory) { try FileIO.writeText($0, "clear") }
         }
     }
 }
