@@ -9,6 +9,7 @@
 //   CCRC32C    the SSE4.2 crc32 instruction, for StateStream's checksums
 //   StateStream the device-state stream format: header, records, checksums, compatibility; no devices
 //   Migration  the v2 state machine and save/resume of a GPUModel device over StateStream; no files
+//   SysfsSnapshot  record a real sysfs subtree and serve it again
 //   Faults     fault plans applied to file operations through VirtualFS's hook; .mdevsim/ control files
 //   Toolkit    record, inspect, verify, diff, replay, migrate, compat: over a device's files only
 //   MdevCore   the mdev bus and the GVT-g-like parent driver: types, pool, create/remove; no files
@@ -67,14 +68,15 @@ let package = Package(
         ),
         .target(
             name: "Simulator",
-            dependencies: ["Faults", "GPUModel", "MdevCore", "MdevSysfs", "StateStream", "VFIOView", "VirtualFS"]
+            dependencies: ["Faults", "GPUModel", "MdevCore", "MdevSysfs", "StateStream", "SysfsSnapshot", "VFIOView", "VirtualFS"]
         ),
+        .target(name: "SysfsSnapshot", dependencies: ["VirtualFS"]),
         .target(name: "Faults", dependencies: ["Migration", "VirtualFS", .product(name: "Yams", package: "Yams")]),
         .target(name: "Toolkit", dependencies: ["GPUModel", "Migration", "StateStream"]),
         .executableTarget(
             name: "mdevsim",
             dependencies: [
-                "Faults", "FuseBridge", "MdevCore", "Migration", "Simulator", "Toolkit", "VirtualFS",
+                "Faults", "FuseBridge", "MdevCore", "Migration", "Simulator", "SysfsSnapshot", "Toolkit", "VirtualFS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -90,7 +92,7 @@ let package = Package(
         .testTarget(name: "MdevCoreTests", dependencies: ["MdevCore", "MdevSysfs", "VirtualFS"]),
         .testTarget(
             name: "MountTests",
-            dependencies: ["Faults", "FuseBridge", "GPUModel", "MdevCore", "MdevSysfs", "Simulator", "StateStream", "VirtualFS"]
+            dependencies: ["Faults", "FuseBridge", "GPUModel", "MdevCore", "MdevSysfs", "Simulator", "StateStream", "SysfsSnapshot", "VirtualFS"]
         ),
     ]
 )

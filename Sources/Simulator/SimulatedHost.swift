@@ -1,5 +1,8 @@
 import Faults
 import MdevCore
+#if canImport(Glibc)
+import Glibc
+#endif
 import MdevSysfs
 import StateStream
 import VFIOView
@@ -16,10 +19,16 @@ public final class SimulatedHost: Sendable {
     public var tree: Tree { sysfs.tree }
 
     /// `onFault` is told of every fault that fires (the daemon logs it).
-    public init(config: HostConfig = .builtIn, onFault: @escaping @Sendable (String) -> Void = { _ in }) throws(FSError) {
+    public init(config: HostConfig = .builtIn, tree: Tree = Tree(), onFault: @escaping @Sendable (String) -> Void = { _ in }) throws(FSError) {
         self.config = config
         bus = MdevBus(config: config)
-        sysfs = try SysfsView(bus: bus)
+        // A recorded tree may already hold real devices; a simulated parent must not shadow one.
+        for parent in bus.parents {
+            for path in [SysfsView.parentPath(parent), "sys/bus/pci/devices/\(parent.name)"] where (try? tree.resolve(path)) != nil {
+                throw FSError(EEXIST, "\(parent.name) is both in the recorded tree (\(path)) and a simulated parent; move the simulated parent to another address in the config")
+            }
+        }
+        sysfs = try SysfsView(bus: bus, tree: tree)
         faults = FaultInjector(onFire: onFault)
         vfio = try VFIOView(bus: bus, tree: sysfs.tree, migrationFaults: faults)
         try faults.addControlFiles(to: sysfs.tree)

@@ -25,6 +25,11 @@ public struct FSError: Error, Sendable, Equatable, CustomStringConvertible {
     /// `ENODEV`: the object behind an open file has gone away.
     public static func gone(_ reason: String = "") -> FSError { FSError(ENODEV, reason) }
 
+    /// The errno of a C name (`"EIO"`), if known.
+    public static func errno(named name: String) -> Int32? {
+        errnoNames.first { $0.value == name }?.key
+    }
+
     /// The C name of the errno (`ENOENT`), for messages.
     public var name: String { FSError.errnoNames[errno] ?? "errno \(errno)" }
 

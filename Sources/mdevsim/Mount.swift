@@ -5,6 +5,8 @@ import FuseBridge
 import Logging
 import MdevCore
 import Simulator
+import SysfsSnapshot
+import VirtualFS
 
 struct Mount: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -32,6 +34,9 @@ struct Mount: ParsableCommand {
 
     @Option(name: .long, help: "Clock of new vGPUs' workloads: 'real' (wall time) or 'stepped' (advances only on vfio/<uuid>/workload/step, for reproducible state). Overrides the config.")
     var clock: String?
+
+    @Option(name: .long, help: "Serve a recorded sysfs tree (from `mdevsim snapshot`) beside the simulated parents.")
+    var tree: String?
 
     @Option(name: .long, help: "Fault plan (YAML or JSON, rules: [...]) applied from the start; see `mdevsim fault --help`.")
     var faults: String?
@@ -79,8 +84,12 @@ struct Mount: ParsableCommand {
 
         let simulated: SimulatedHost
         let faultLogger = logger
+        let base = VirtualFS.Tree()
+        if let tree {
+            do { try Snapshot.load(tree).add(to: base) } catch { throw CLIError("--tree \(error)") }
+        }
         do {
-            simulated = try SimulatedHost(config: host, onFault: { faultLogger.warning("\($0)") })
+            simulated = try SimulatedHost(config: host, tree: base, onFault: { faultLogger.warning("\($0)") })
         } catch { throw CLIError("cannot build the tree: \(error)") }
         if let faults {
             do {

@@ -1,0 +1,83 @@
+import Foundation
+import FuseBridge
+import MdevCore
+import Simulator
+import SysfsSnapshot
+import Testing
+import VirtualFS
+
+@Suite("recorded sysfs trees", .enabled(if: canMount), .timeLimit(.minutes(1)))
+struct SnapshotTests {
+    let testdata = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../testdata").standardized.path
+    let atSlot16: HostConfig = {
+        var p = ParentConfig(address: "0000:00:10.0")
+        p.iommuGroup = 40
+        return HostConfig(parents: [p])
+    }()
+
+    func mounted<R>(_ snapshot: Snapshot, config: HostConfig, _ body: (String) throws -> R) throws -> R {
+        let tree = Tree()
+        try snapshot.add(to: tree)
+        let host = try SimulatedHost(config: config, tree: tree)
+        let dir = makeTempDirectory()
+        let mount = try BackgroundMount(tree: host.tree, mountpoint: dir, options: testMountOptions, logger: testLogger)
+        defer { mount.stop() }
+        return try body(dir)
+    }
+
+    @Test("snapshot, mount, snapshot again: every entry, mode, content and failure is the same")
+    func roundTrip() throws {
+        guard FileManager.default.fileExists(atPath: "/sys/devices/pci0000:00") else { return }
+        let original = try Snapshot.capture("/sys/devices/pci0000:00")
+        #expect(original.entries.count > 10)
+        try mounted(original, config: atSlot16) { dir in
+            let again = try Snapshot.capture(dir + "/sys/devices/pci0000:00")
+            let prefix = String(dir.dropFirst()) + "/"
+            let normalised = again.entries.map { e -> Snapshot.Entry in
+                var e = e
+                e.path = String(e.path.dropFirst(prefix.count))
+                return e
+            }.filter { !$0.path.hasPrefix("sys/devices/pci0000:00/0000:00:10.0") }
+            #expect(normalised.count == original.entries.count)
+            for (a, b) in zip(original.entries, normalised) where a != b {
+                Issue.record("differs: \(a) vs \(b)")
+                break
+            }
+        }
+    }
+
+    @Test("lspci, through mdevsim exec, lists the simulated GPU among the recorded devices")
+    func lspci() throws {
+        guard isRoot, haveMdevsimBinary, FileManager.default.isExecutableFile(atPath: "/usr/bin/lspci") else { return }
+        let snapshot = try Snapshot.load(testdata + "/snapshots/host-pci.json")
+        try mounted(snapshot, config: atSlot16) { dir in
+            let r = try run(mdevsimBinary, ["exec", dir, "--", "lspci", "-n"])
+            #expect(r.status == 0, "\(r)")
+            #expect(r.out.contains("00:10.0 0300: 8086:591d (rev 04)"), "\(r.out)")
+            #expect(r.out.contains("00:03.0 0200: 1af4:1041 (rev 01)"), "\(r.out)")
+        }
+    }
+
+    @Test("a simulated parent at a recorded device's address is a clear start-up error")
+    func conflict() throws {
+        let snapshot = try Snapshot.load(testdata + "/snapshots/host-pci.json")
+        let tree = Tree()
+        try snapshot.add(to: tree)
+        do {
+            _ = try SimulatedHost(config: .builtIn, tree: tree)
+            Issue.record("a recorded 0000:00:02.0 was shadowed")
+        } catch {
+            #expect(error.reason.contains("0000:00:02.0 is both in the recorded tree"), "\(error)")
+        }
+    }
+
+    @Test("snapshots that try to leave the tree are refused")
+    func escapes() throws {
+        for bad in ["../etc/passwd", "/etc/passwd", "sys/../../x"] {
+            let path = makeTempDirectory("snap") + "/s.json"
+            try #"{"format": "mdevsim-sysfs-snapshot/1", "source": "x", "entries": [{"path": "\#(bad)", "type": "file", "mode": "444", "content": "x"}]}"#
+                .write(toFile: path, atomically: true, encoding: .utf8)
+            #expect(throws: SnapshotError.self, "\(bad)") { try Snapshot.load(path) }
+        }
+    }
+}
