@@ -348,13 +348,24 @@ struct SnapshotCommand: ParsableCommand {
         Unreadable attributes are noted, not fatal. Serve the file with mdevsim mount DIR --tree FILE,
         beside simulated parents (which must use other PCI addresses).
           mdevsim snapshot /sys/devices/pci0000:00 /sys/bus/pci/devices -o host-pci.json
+          mdevsim snapshot --from-umockdev gpu.umockdev -o gpu.json
         """
     )
-    @Argument(help: "Absolute paths to record.") var sources: [String]
+    @Argument(help: "Absolute paths to record.") var sources: [String] = []
     @Option(name: .shortAndLong, help: "Output file, or - for stdout.") var output: String
+    @Option(help: "Convert a .umockdev recording (umockdev-record) instead of recording live paths.") var fromUmockdev: String?
 
     func run() throws {
         try runTool("snapshot") {
+            if let fromUmockdev {
+                guard let text = try? String(contentsOfFile: fromUmockdev, encoding: .utf8) else {
+                    throw ToolError("cannot read \(fromUmockdev)", exitCode: 2)
+                }
+                do { try Snapshot.importUmockdev(text, source: fromUmockdev).write(to: output) } catch let e as SnapshotError {
+                    throw ToolError("\(fromUmockdev): \(e)")
+                }
+                return
+            }
             var all: Snapshot?
             for source in sources {
                 do {

@@ -80,4 +80,28 @@ struct SnapshotTests {
             #expect(throws: SnapshotError.self, "\(bad)") { try Snapshot.load(path) }
         }
     }
+
+    @Test("a .umockdev recording imports: attributes, hex attributes and links land under sys/")
+    func umockdev() throws {
+        let text = #"""
+        P: /devices/pci0000:00/0000:00:07.0
+        E: SUBSYSTEM=pci
+        A: vendor=0x8086\n
+        A: mdev_supported_types/i915-GVTg_V5_4/available_instances=2\n
+        H: config=86801D59
+        L: driver=../../../bus/pci/drivers/i915
+        """#
+        let s = try Snapshot.importUmockdev(text)
+        let (vendor, available, config, driver) = try mounted(s, config: atSlot16) { dir -> (String, String, [UInt8], String) in
+            let dev = dir + "/sys/devices/pci0000:00/0000:00:07.0"
+            return (try readText(dev + "/vendor"), try readText(dev + "/mdev_supported_types/i915-GVTg_V5_4/available_instances"),
+                    try readBytes(dev + "/config"), try readLink(dev + "/driver"))
+        }
+        #expect(vendor == "0x8086\n")
+        #expect(available == "2\n")
+        #expect(config == [0x86, 0x80, 0x1d, 0x59])
+        #expect(driver == "../../../bus/pci/drivers/i915")
+        #expect(throws: SnapshotError.self) { try Snapshot.importUmockdev("P: /devices/x\nA: ../../etc=1\n") }
+        #expect(throws: SnapshotError.self) { try Snapshot.importUmockdev("hello") }
+    }
 }
