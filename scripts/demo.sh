@@ -30,6 +30,11 @@ step ls -l "$DIR/sys/bus/mdev/devices/83b8f4f2-509f-382f-3c1e-e6bfe0fa1001/"; ls
 step "grep . $TYPES/*/available_instances   # one V5_4 taken from the shared pool"; grep . "$TYPES"/*/available_instances
 step mdevsim exec "$DIR" -- mdevctl stop -u 83b8f4f2-509f-382f-3c1e-e6bfe0fa1001
 "$BIN" exec "$DIR" -- mdevctl stop -u 83b8f4f2-509f-382f-3c1e-e6bfe0fa1001
+A=11111111-2222-4333-8444-555555555555; B=66666666-7777-4888-8999-000000000000
+echo $A > "$TYPES/i915-GVTg_V5_4/create"; echo $B > "$TYPES/i915-GVTg_V5_4/create"
+sleep 0.3   # let the source's guest run a little
+step mdevsim migrate "$DIR/vfio/$A" "$DIR/vfio/$B"; "$BIN" migrate "$DIR/vfio/$A" "$DIR/vfio/$B"
+step mdevsim fsm --from RUNNING --to STOP_COPY; "$BIN" fsm --from RUNNING --to STOP_COPY | tail -1
 if [ "$KEEP" = --keep ]; then
     echo; echo "mdevsim is serving $DIR (pid $PID); unmount with: $BIN unmount $DIR"
 fi
