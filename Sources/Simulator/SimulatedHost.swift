@@ -24,8 +24,9 @@ public final class SimulatedHost: Sendable {
         bus = MdevBus(config: config)
         // A recorded tree may already hold real devices; a simulated parent must not shadow one.
         for parent in bus.parents {
-            for path in [SysfsView.parentPath(parent), "sys/bus/pci/devices/\(parent.name)"] where (try? tree.resolve(path)) != nil {
-                throw FSError(EEXIST, "\(parent.name) is both in the recorded tree (\(path)) and a simulated parent; move the simulated parent to another address in the config")
+            for path in [SysfsView.parentPath(parent), "sys/bus/pci/devices/\(parent.name)"]
+            where (try? tree.update { (c: inout TreeContents) throws(FSError) -> Inode in try c.resolveLive(path).ino }) != nil {
+                throw FSError(EEXIST, "\(parent.name) is both in the recorded or mirrored tree (\(path)) and a simulated parent; move the simulated parent to another address in the config")
             }
         }
         sysfs = try SysfsView(bus: bus, tree: tree)

@@ -33,12 +33,18 @@ public final class Tree: Sendable {
     }
 
     public func lookup(parent: Inode, name: String) throws(FSError) -> Node {
-        try contents.withLock { (c: inout TreeContents) throws(FSError) -> Node in try c.lookup(parent: parent, name: name) }
+        try contents.withLock { (c: inout TreeContents) throws(FSError) -> Node in
+            if c.mirrors[parent] != nil { c.refresh(parent, name: name) }
+            return try c.lookup(parent: parent, name: name)
+        }
     }
 
     /// The entries of a directory, sorted by name.
     public func entries(of ino: Inode) throws(FSError) -> [(name: String, node: Node)] {
-        try contents.withLock { (c: inout TreeContents) throws(FSError) -> [(name: String, node: Node)] in try c.entries(of: ino) }
+        try contents.withLock { (c: inout TreeContents) throws(FSError) -> [(name: String, node: Node)] in
+            if c.mirrors[ino] != nil { c.refresh(ino) }
+            return try c.entries(of: ino)
+        }
     }
 
     /// The parent directory's inode (the root is its own parent).
@@ -73,6 +79,9 @@ public struct TreeContents {
     var children: [Inode: [String: Inode]] = [:]
     var parents: [Inode: Inode] = [:]
     var nextIno: Inode = Tree.rootIno
+    /// Directories that mirror a real one, and the nodes the mirrors created.
+    var mirrors: [Inode: MirrorDirectory] = [:]
+    var mirrored: Set<Inode> = []
 
     init() {
         let root = Node(ino: Tree.rootIno, name: "", permissions: 0o755, kind: .directory)
@@ -160,6 +169,8 @@ public struct TreeContents {
         while let next = stack.popLast() {
             if let sub = children.removeValue(forKey: next) { stack.append(contentsOf: sub.values) }
             parents[next] = nil
+            mirrors[next] = nil
+            mirrored.remove(next)
             nodes.removeValue(forKey: next)?.retire()
         }
     }

@@ -38,6 +38,12 @@ struct Mount: ParsableCommand {
     @Option(name: .long, help: "Serve a recorded sysfs tree (from `mdevsim snapshot`) beside the simulated parents.")
     var tree: String?
 
+    @Option(name: .long, help: "Mirror a real directory with live values: SRC[:DEST], DEST defaulting to SRC's own path under DIR (repeatable).")
+    var passthrough: [String] = []
+
+    @Flag(name: .long, help: "Let writes to mirrored files reach the real files (read-through only otherwise).")
+    var allowWrites = false
+
     @Option(name: .long, help: "Fault plan (YAML or JSON, rules: [...]) applied from the start; see `mdevsim fault --help`.")
     var faults: String?
 
@@ -87,6 +93,26 @@ struct Mount: ParsableCommand {
         let base = VirtualFS.Tree()
         if let tree {
             do { try Snapshot.load(tree).add(to: base) } catch { throw CLIError("--tree \(error)") }
+        }
+        for spec in passthrough {
+            // Paths such as /sys/devices/pci0000:00 hold colons: an existing path is all SRC;
+            // otherwise the last colon separates SRC from DEST.
+            var realSource = spec, dest = String(spec.dropFirst())
+            if !FileManager.default.fileExists(atPath: spec), let colon = spec.lastIndex(of: ":") {
+                realSource = String(spec[..<colon])
+                dest = String(spec[spec.index(after: colon)...])
+            }
+            guard realSource.hasPrefix("/") else { throw CLIError("--passthrough \(spec): SRC must be an absolute path") }
+            guard !dest.isEmpty, !dest.hasPrefix("/"), !dest.split(separator: "/").contains("..") else {
+                throw CLIError("--passthrough \(spec): DEST must be a relative path inside the mount")
+            }
+            let components = dest.split(separator: "/").map(String.init)
+            do {
+                try base.update { (c: inout TreeContents) throws(FSError) in
+                    let parent = try c.directories(components.dropLast().joined(separator: "/"))
+                    try c.mirror(components.last!, in: parent, realPath: realSource, allowWrites: allowWrites)
+                }
+            } catch { throw CLIError("--passthrough \(spec): \(error)") }
         }
         do {
             simulated = try SimulatedHost(config: host, tree: base, onFault: { faultLogger.warning("\($0)") })

@@ -1,0 +1,101 @@
+import Faults
+import Foundation
+import FuseBridge
+import MdevCore
+import Simulator
+import Testing
+import VirtualFS
+
+@Suite("passthrough of real directories", .enabled(if: canMount), .timeLimit(.minutes(1)))
+struct PassthroughTests {
+    func mirrored<R>(_ mirrors: [(String, String)], allowWrites: Bool = false, config: HostConfig? = nil, _ body: (String, SimulatedHost) throws -> R) throws -> R {
+        let tree = Tree()
+        try tree.update { (c: inout TreeContents) throws(FSError) in
+            for (real, dest) in mirrors {
+                let parts = dest.split(separator: "/").map(String.init)
+                try c.mirror(parts.last!, in: try c.directories(parts.dropLast().joined(separator: "/")), realPath: real, allowWrites: allowWrites)
+            }
+        }
+        var p = ParentConfig(address: "0000:00:10.0")
+        p.iommuGroup = 40
+        let host = try SimulatedHost(config: config ?? HostConfig(parents: [p]), tree: tree)
+        let dir = makeTempDirectory()
+        let mount = try BackgroundMount(tree: host.tree, mountpoint: dir, options: testMountOptions, logger: testLogger)
+        defer { mount.stop() }
+        return try body(dir, host)
+    }
+
+    @Test("this machine's PCI devices mirrored: every stable readable file and every link equals the original")
+    func realSysfs() throws {
+        guard FileManager.default.fileExists(atPath: "/sys/devices/pci0000:00") else { return }
+        let (compared, links) = try mirrored([("/sys/devices/pci0000:00", "sys/devices/pci0000:00"), ("/sys/bus/pci/devices", "sys/bus/pci/devices")]) { dir, _ -> (Int, Int) in
+            var compared = 0, links = 0
+            let fm = FileManager.default
+            let walker = fm.enumerator(atPath: "/sys/devices/pci0000:00")!
+            while let rel = walker.nextObject() as? String {
+                let real = "/sys/devices/pci0000:00/" + rel, mine = dir + "/sys/devices/pci0000:00/" + rel
+                var st = stat()
+                guard lstat(real, &st) == 0 else { continue }
+                if st.st_mode & S_IFMT == S_IFLNK {
+                    #expect((try? readLink(mine)) == (try? readLink(real)), "\(rel)")
+                    links += 1
+                    walker.skipDescendants()
+                } else if st.st_mode & S_IFMT == S_IFREG, st.st_mode & 0o444 != 0 {
+                    guard let a = try? readBytes(real), let b = try? readBytes(mine), let c = try? readBytes(real) else { continue }
+                    if a == c { #expect(a == b, "\(rel)"); compared += 1 }     // skip values that change by themselves
+                    var mst = stat()
+                    #expect(lstat(mine, &mst) == 0 && mst.st_mode & 0o7777 == st.st_mode & 0o7777, "\(rel) mode")
+                }
+            }
+            #expect(realPath(dir + "/sys/bus/pci/devices/0000:00:10.0") == dir + "/sys/devices/pci0000:00/0000:00:10.0")
+            return (compared, links)
+        }
+        #expect(compared > 50 && links > 5, "\(compared) files, \(links) links")
+    }
+
+    @Test("read-through by default, write-through with allowWrites; live values; nothing above SRC is reachable")
+    func writesAndEscapes() throws {
+        let real = makeTempDirectory("real")
+        try FileManager.default.createDirectory(atPath: real + "/src/inner", withIntermediateDirectories: true)
+        try "one\n".write(toFile: real + "/src/inner/value", atomically: true, encoding: .utf8)
+        try "secret\n".write(toFile: real + "/outside", atomically: true, encoding: .utf8)
+        try FileManager.default.createSymbolicLink(atPath: real + "/src/up", withDestinationPath: "../outside")
+        defer { try? FileManager.default.removeItem(atPath: real) }
+
+        try mirrored([(real + "/src", "m/src")]) { dir, _ in
+            #expect(try readText(dir + "/m/src/inner/value") == "one\n")
+            try "two\n".write(toFile: real + "/src/inner/value", atomically: false, encoding: .utf8)
+            #expect(try readText(dir + "/m/src/inner/value") == "two\n")           // live
+            #expect(errnoOf { try writeText(dir + "/m/src/inner/value", "three\n") } == EACCES)
+            #expect(try readLink(dir + "/m/src/up") == "../outside")              // the real target, as text
+            #expect(!exists(dir + "/m/outside"))                                   // resolving it stays inside the mount
+            #expect(errnoOf { _ = try readText(dir + "/m/src/up") } == ENOENT)
+            #expect(try listDir(dir + "/m/src/..") == ["src"])                     // .. is the mount's own parent
+            try FileManager.default.removeItem(atPath: real + "/src/inner/value")
+            #expect(!exists(dir + "/m/src/inner/value"))
+        }
+        try "four\n".write(toFile: real + "/src/inner/value", atomically: true, encoding: .utf8)
+        try mirrored([(real + "/src", "m/src")], allowWrites: true) { dir, host in
+            try writeText(dir + "/m/src/inner/value", "five\n")
+            #expect(try String(contentsOfFile: real + "/src/inner/value", encoding: .utf8) == "five\n")
+            // Faults apply to mirrored paths too.
+            try host.faults.add(FaultRuleShim.eio("m/src/**"))
+            #expect(errnoOf { _ = try readText(dir + "/m/src/inner/value") } == EIO)
+        }
+    }
+
+    @Test("a mirrored device at a simulated parent's address is a clear start-up error")
+    func conflict() throws {
+        guard FileManager.default.fileExists(atPath: "/sys/devices/pci0000:00/0000:00:02.0") else { return }
+        do {
+            try mirrored([("/sys/devices/pci0000:00", "sys/devices/pci0000:00")], config: .builtIn) { _, _ in }
+            Issue.record("a real 0000:00:02.0 was shadowed")
+        } catch let e as FSError {
+            #expect(e.reason.contains("0000:00:02.0 is both in the recorded or mirrored tree"), "\(e)")
+        }
+    }
+}
+
+enum FaultRuleShim {
+    static func eio(_ path: String) throws -> FaultRule { try FaultRule.parse("path=\(path) op=read errno=EIO") }
+}
