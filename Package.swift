@@ -6,6 +6,7 @@
 //   VirtualFS  a generic inode tree of directories, attributes and links; no FUSE, no GPUs
 //   FuseBridge the libfuse low-level protocol bridge onto a VirtualFS tree; knows nothing of GPUs
 //   GPUModel   simulated GVT-g hardware per vGPU: config space, MMIO, GGTT, memory, workload; no files
+//   CVFIOIoctl, RealDevice  the kernel's v2 migration ioctls on a real VFIO device
 //   CCRC32C    the SSE4.2 crc32 instruction, for StateStream's checksums
 //   StateStream the device-state stream format: header, records, checksums, compatibility; no devices
 //   Migration  the v2 state machine and save/resume of a GPUModel device over StateStream; no files
@@ -56,6 +57,8 @@ let package = Package(
         ),
         .target(name: "GPUModel"),
         .target(name: "CCRC32C"),
+        .target(name: "CVFIOIoctl"),
+        .target(name: "RealDevice", dependencies: ["CVFIOIoctl", "Migration"]),
         .target(name: "StateStream", dependencies: ["CCRC32C"]),
         .target(name: "Migration", dependencies: ["CVFIO", "GPUModel", "StateStream"]),
         .target(
@@ -76,7 +79,7 @@ let package = Package(
         .executableTarget(
             name: "mdevsim",
             dependencies: [
-                "Faults", "FuseBridge", "MdevCore", "Migration", "Simulator", "SysfsSnapshot", "Toolkit", "VirtualFS",
+                "Faults", "FuseBridge", "MdevCore", "Migration", "RealDevice", "Simulator", "SysfsSnapshot", "Toolkit", "VirtualFS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -89,6 +92,7 @@ let package = Package(
         .testTarget(name: "GPUModelTests", dependencies: ["GPUModel"]),
         .testTarget(name: "MigrationTests", dependencies: ["GPUModel", "Migration", "StateStream"]),
         .testTarget(name: "StateStreamTests", dependencies: ["StateStream"]),
+        .testTarget(name: "RealDeviceTests", dependencies: ["CVFIOIoctl", "RealDevice"]),
         .testTarget(name: "MdevCoreTests", dependencies: ["MdevCore", "MdevSysfs", "VirtualFS"]),
         .testTarget(
             name: "MountTests",

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Faults
 import Migration
+import RealDevice
 import SysfsSnapshot
 import Toolkit
 
@@ -379,6 +380,26 @@ struct SnapshotCommand: ParsableCommand {
                 let unreadable = all.entries.filter { $0.unreadable != nil }.count
                 print("recorded \(all.entries.count) entries to \(output)\(unreadable > 0 ? " (\(unreadable) unreadable attributes noted)" : "")")
             }
+        }
+    }
+}
+
+struct VFIOInfo: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "vfio-info",
+        abstract: "Show a real VFIO device's migration features, state and stop-copy size (kernel v2 ioctls).",
+        discussion: "  mdevsim vfio-info /dev/vfio/devices/vfio0"
+    )
+    @Argument(help: "A VFIO device node (vfio cdev).") var device: String
+
+    func run() throws {
+        try runTool("vfio-info") {
+            let d: RealVFIODevice
+            do { d = try RealVFIODevice(path: device) } catch { throw ToolError("\(error)") }
+            print("device:   \(device)")
+            print("features: \(d.features)")
+            print("state:    \(try d.state())")
+            if let size = try? d.stopCopySize() { print("stop_copy_size: \(size)") }
         }
     }
 }

@@ -90,6 +90,12 @@ struct DaemonTests {
         #expect(r.err.contains("give the command after --"), "\(r)")
     }
 
+    @Test("vfio-info on something that is not a VFIO device explains, exit 1")
+    func vfioInfo() throws {
+        let r = try run(mdevsimBinary, ["vfio-info", "/dev/null"])
+        #expect(r.status == 1 && r.err.contains("not a VFIO device"), "\(r)")
+    }
+
     @Test("--help teaches with an example")
     func help() throws {
         for command in ["mount", "exec", "unmount"] {
