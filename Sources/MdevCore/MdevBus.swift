@@ -249,18 +249,16 @@ public final class MdevBus: Sendable {
     }
 
     private func remove(uuid: String, _ s: inout State) throws(MdevError) {
-        do {    // (a plain scope)
-            guard let record = s.devices.removeValue(forKey: uuid) else {
-                throw MdevError.noDevice("mdev \(uuid) does not exist (already removed?)")
-            }
-            let device = record.device
-            let pi = parentIndex[device.parent]!
-            s.vgpuIDs[pi].remove(device.vgpuID)
-            s.iommuGroups.remove(device.iommuGroup)
-            s.lowestFreeGroup = min(s.lowestFreeGroup, device.iommuGroup)
-            MdevBus.charge(&s.used[pi], device.type.config, times: -record.aggregation)
-            for observer in s.live.reversed() { observer.bus(self, didRemove: device) }
+        guard let record = s.devices.removeValue(forKey: uuid) else {
+            throw MdevError.noDevice("mdev \(uuid) does not exist (already removed?)")
         }
+        let device = record.device
+        let pi = parentIndex[device.parent]!
+        s.vgpuIDs[pi].remove(device.vgpuID)
+        s.iommuGroups.remove(device.iommuGroup)
+        s.lowestFreeGroup = min(s.lowestFreeGroup, device.iommuGroup)
+        MdevBus.charge(&s.used[pi], device.type.config, times: -record.aggregation)
+        for observer in s.live.reversed() { observer.bus(self, didRemove: device) }
     }
 
     /// A write to `mdev/aggregated_instances`: re-charges the pool for the new count.

@@ -44,12 +44,12 @@ final class OpenRegion: OpenFile {
                 // End of region reads as end of file (so `cat` works); a start past it is EINVAL.
                 if offset == region.size { return reply(UnsafeRawBufferPointer(start: nil, count: 0)) }
                 guard offset < region.size else {
-                    throw .init(errno: 22, message: "offset \(offset) is beyond the \(region.size)-byte config region")
+                    throw .invalid("offset \(offset) is beyond the \(region.size)-byte config region")
                 }
                 try region.device.readConfig(offset: offset, count: min(size, region.size - offset)).withUnsafeBytes(reply)
             case .bar0:
                 guard size <= 8 else {
-                    throw .init(errno: 22, message: "BAR0 is accessed one register at a time (4 or 8 bytes), not \(size)")
+                    throw .invalid("BAR0 is accessed one register at a time (4 or 8 bytes), not \(size)")
                 }
                 var value = try region.device.readBAR0(offset: offset, size: size).littleEndian
                 withUnsafeBytes(of: &value) { reply(UnsafeRawBufferPointer(rebasing: $0.prefix(size))) }
@@ -71,7 +71,7 @@ final class OpenRegion: OpenFile {
                 try region.device.writeConfig(offset: offset, bytes: Array(data))
             case .bar0:
                 guard data.count <= 8 else {
-                    throw .init(errno: 22, message: "BAR0 is accessed one register at a time (4 or 8 bytes), not \(data.count)")
+                    throw .invalid("BAR0 is accessed one register at a time (4 or 8 bytes), not \(data.count)")
                 }
                 var value: UInt64 = 0
                 withUnsafeMutableBytes(of: &value) { $0.copyMemory(from: data) }

@@ -34,25 +34,14 @@ struct IdleMemory: ParsableCommand {
         for i in 0..<parents {
             yaml += "  - { address: \"0000:\(String(format: "%02x", 1 + i / 32)):\(String(format: "%02x", i % 32)).0\", aperture_mb: \(128 + 512 * perParent), hidden_mb: \(384 + 2048 * perParent), fences: \(4 + 4 * perParent), max_vgpus: \(perParent + 1) }\n"
         }
-        let dir = NSTemporaryDirectory() + "mdevsim-bench-\(getpid())"
-        try FileManager.default.createDirectory(atPath: dir + "/mnt", withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        try yaml.write(toFile: dir + "/host.yaml", atomically: true, encoding: .utf8)
+        let config = NSTemporaryDirectory() + "mdevsim-bench-\(getpid())-host.yaml"
+        try yaml.write(toFile: config, atomically: true, encoding: .utf8)
+        defer { unlink(config) }
+        let daemon = try Daemon(binary: binary, arguments: ["--config", config])
+        defer { daemon.stop() }
+        let bus = daemon.root + "/sys/class/mdev_bus"
 
-        let daemon = Process()
-        daemon.executableURL = URL(fileURLWithPath: binary)
-        daemon.arguments = ["mount", dir + "/mnt", "--config", dir + "/host.yaml", "--log-level", "warning"]
-        try daemon.run()
-        defer {
-            kill(daemon.processIdentifier, SIGTERM)
-            daemon.waitUntilExit()
-        }
-        let bus = dir + "/mnt/sys/class/mdev_bus"
-        let deadline = Date().addingTimeInterval(30)
-        while !FileManager.default.fileExists(atPath: bus) && Date() < deadline { usleep(10_000) }
-        guard FileManager.default.fileExists(atPath: bus) else { throw ValidationError("mdevsim did not mount \(dir)/mnt") }
-
-        let before = residentKiB(daemon.processIdentifier)
+        let before = residentKiB(daemon.process.processIdentifier)
         let start = Date()
         for n in 0..<count {
             let parent = String(format: "0000:%02x:%02x.0", 1 + (n / perParent) / 32, (n / perParent) % 32)
@@ -63,8 +52,8 @@ struct IdleMemory: ParsableCommand {
             close(fd)
         }
         let seconds = Date().timeIntervalSince(start)
-        let after = residentKiB(daemon.processIdentifier)
-        let listed = try FileManager.default.contentsOfDirectory(atPath: dir + "/mnt/sys/bus/mdev/devices").count
+        let after = residentKiB(daemon.process.processIdentifier)
+        let listed = try FileManager.default.contentsOfDirectory(atPath: daemon.root + "/sys/bus/mdev/devices").count
         guard listed == count else { throw ValidationError("expected \(count) devices, found \(listed)") }
         let perVGPU = Double(after - before) / Double(count)
         if json {

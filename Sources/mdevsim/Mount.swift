@@ -165,13 +165,11 @@ struct Unmount: ParsableCommand {
     var directory: String
 
     func run() throws {
-        if let problem = Unmount_.detach(directory) {
+        if let problem = Unmounter.detach(directory) {
             throw CLIError(problem)
         }
     }
 }
-
-typealias Unmount_ = Unmounter
 
 struct CLIError: Error, CustomStringConvertible {
     let description: String
