@@ -96,7 +96,7 @@ let package = Package(
         .testTarget(name: "MdevCoreTests", dependencies: ["MdevCore", "MdevSysfs", "VirtualFS"]),
         .testTarget(
             name: "MountTests",
-            dependencies: ["Faults", "FuseBridge", "GPUModel", "MdevCore", "MdevSysfs", "Simulator", "StateStream", "SysfsSnapshot", "VirtualFS"]
+            dependencies: ["Faults", "FuseBridge", "GPUModel", "MdevCore", "MdevSysfs", "Migration", "RealDevice", "Simulator", "StateStream", "SysfsSnapshot", "VirtualFS"]
         ),
     ]
 )

@@ -37,6 +37,10 @@ public struct DeviceHandle: Sendable {
         throw ToolError("\(argument) is not an mdevsim device: expected DIR/vfio/<uuid> or DIR/sys/bus/mdev/devices/<uuid>", exitCode: 2)
     }
 
+    /// A device served from outside the simulator (`mount --vfio-device`): no
+    /// simulated registers, state_digest or migration_version.
+    public var isExternal: Bool { !FileManager.default.fileExists(atPath: path + "/state_digest") }
+
     public var uuid: String { URL(fileURLWithPath: path).lastPathComponent }
     public var migrationProtocol: MigrationProtocol {
         FileManager.default.fileExists(atPath: path + "/migration/state") ? .v2 : .v1

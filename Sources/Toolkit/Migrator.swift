@@ -22,7 +22,8 @@ public enum Migrator {
         public var simulatedDowntimeMS = 0.0
         public var measuredDowntimeMS = 0.0
         public var totalSeconds = 0.0
-        public var digestsEqual = false
+        /// nil when a side has no state_digest (a real device): nothing to compare.
+        public var digestsEqual: Bool?
         enum CodingKeys: String, CodingKey {
             case iterations = "precopy_bytes_per_iteration", dirtyAfter = "dirty_bytes_after_iteration", finalBytes = "stop_copy_bytes"
             case totalBytes = "total_bytes", converged, simulatedDowntimeMS = "simulated_downtime_ms"
@@ -45,10 +46,15 @@ public enum Migrator {
         }
         do {
             try at("compatibility check")
-            guard let version = src.migrationVersion else { throw ToolError("the source has no migration_version") }
-            do { try FileIO.writeText(dst.path + "/sysfs/migration_version", version) } catch {
-                let reason = ((try? dst.read("migration/error")) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
-                throw ToolError(reason.isEmpty ? "the destination refused the source's migration_version" : reason)
+            if src.migrationVersion == nil && (src.isExternal || dst.isExternal) {
+                // Real VFIO devices have no migration_version: their driver checks the stream itself while resuming.
+                o.progress?("compatibility not checked beforehand: a real device exposes no migration_version; its driver checks the stream while resuming")
+            } else {
+                guard let version = src.migrationVersion else { throw ToolError("the source has no migration_version") }
+                do { try FileIO.writeText(dst.path + "/sysfs/migration_version", version) } catch {
+                    let reason = ((try? dst.read("migration/error")) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+                    throw ToolError(reason.isEmpty ? "the destination refused the source's migration_version" : reason)
+                }
             }
             try at("destination to RESUMING")
             try dst.write("migration/state", "RESUMING")
@@ -100,9 +106,10 @@ public enum Migrator {
             // Both sides are frozen now: prove they hold the same state. The check
             // is not part of the downtime a VMM would see.
             let checking = Date()
-            report.digestsEqual = src.digest == dst.digest
+            let (a, b) = (src.digest, dst.digest)
+            report.digestsEqual = a.isEmpty || b.isEmpty ? nil : a == b
             let checkTime = Date().timeIntervalSince(checking)
-            guard report.digestsEqual else { throw ToolError("the destination's state_digest differs from the source's after loading") }
+            guard report.digestsEqual != false else { throw ToolError("the destination's state_digest differs from the source's after loading") }
             try at("destination to RUNNING")
             try dst.write("migration/state", "RUNNING")
             report.measuredDowntimeMS = (Date().timeIntervalSince(stopped) - checkTime) * 1000

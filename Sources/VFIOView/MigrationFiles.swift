@@ -14,7 +14,7 @@ import VirtualFS
 ///     stop_copy_size  VFIO_DEVICE_FEATURE_MIG_DATA_SIZE
 ///     error           the last failure, in words
 enum MigrationFiles {
-    static func add(to dir: Inode, _ mig: MigrationDevice, opens: OpenCount, v1: Bool, _ c: inout TreeContents) throws(FSError) {
+    static func add(to dir: Inode, _ mig: any MigrationEndpoint, opens: OpenCount, v1: Bool, _ c: inout TreeContents) throws(FSError) {
         let m = try c.directory("migration", in: dir)
         try c.attribute("error", in: m, Attribute(show: { mig.lastError.isEmpty ? "" : mig.lastError + "\n" }))
         // A v1 device migrates through regions/migration; only its last error is here.
@@ -36,14 +36,16 @@ enum MigrationFiles {
                 return "initial_bytes \(info.initialBytes)\ndirty_bytes \(info.dirtyBytes)\n"
             } catch { throw FSError(error.errno, error.message) }
         }))
-        try c.attribute("stop_copy_size", in: m, Attribute(show: { "\(mig.stopCopySize)\n" }))
+        try c.attribute("stop_copy_size", in: m, Attribute(show: { () throws(FSError) -> String in
+            do throws(MigrationError) { return "\(try mig.stopCopyBytes())\n" } catch { throw FSError(error.errno, error.message) }
+        }))
     }
 }
 
 /// The data_fd as a file: a handle belongs to the session that was open when
 /// it was opened; once that session ends, the handle fails like a closed fd.
 struct DataFile: FileContent {
-    let device: MigrationDevice
+    let device: any MigrationEndpoint
     let opens: OpenCount
     var size: Int { 0 }
 
@@ -55,11 +57,11 @@ struct DataFile: FileContent {
 
 final class OpenData: OpenFile {
     let node: Node
-    let device: MigrationDevice
+    let device: any MigrationEndpoint
     let session: UInt64?
     let opens: OpenCount
 
-    init(node: Node, device: MigrationDevice, session: UInt64?, opens: OpenCount) {
+    init(node: Node, device: any MigrationEndpoint, session: UInt64?, opens: OpenCount) {
         self.node = node
         self.device = device
         self.session = session

@@ -141,6 +141,35 @@ public final class VFIOView: MdevBusObserver, @unchecked Sendable {
         devices.withLock { $0[device.uuid] = entry }
     }
 
+    // MARK: Devices from outside the simulator
+
+    /// Serves a device whose migration lives elsewhere (a real VFIO device
+    /// driven with the kernel's ioctls) at `vfio/<id>/`: `info`, `reset` and
+    /// the same `migration/` files as a simulated vGPU, so the tools run
+    /// unchanged against it. It has no simulated registers, no
+    /// `state_digest` and no `migration_version`.
+    public func addExternal(id: String, endpoint: any MigrationEndpoint, source: String) throws(FSError) {
+        guard !id.isEmpty, !id.contains("/"), id != ".", id != ".." else {
+            throw .invalid("'\(id)' cannot name a device folder under vfio/; use letters, digits, '-' or '_'")
+        }
+        try tree.update { (c: inout TreeContents) throws(FSError) in
+            guard (try? c.resolve("vfio/" + id)) == nil else {
+                throw FSError(EEXIST, "vfio/\(id) already exists; give the device another name (PATH:NAME)")
+            }
+            let dir = try c.directory(id, in: vfioRoot)
+            let info = "{\n  \"backend\": \"vfio-kernel\",\n  \"device\": \"\(source)\",\n  \"features\": \"\(endpoint.features)\"\n}\n"
+            try c.attribute("info", in: dir, .constant(info))
+            try c.directory("regions", in: dir)
+            try c.attribute("reset", in: dir, Attribute(store: { (bytes: [UInt8]) throws(FSError) in
+                guard let value = KernelParsing.kstrtoul(bytes) else { throw .invalid("write 1 to reset the device") }
+                if value != 0 {
+                    do throws(MigrationError) { try endpoint.reset() } catch { throw FSError(error.errno, error.message) }
+                }
+            }))
+            try MigrationFiles.add(to: dir, endpoint, opens: OpenCount(), v1: false, &c)
+        }
+    }
+
     // MARK: Nodes
 
     private func addNodes(_ device: MdevDevice, _ parent: MdevParent, _ entry: Entry, _ c: inout TreeContents) throws(FSError) {

@@ -4,6 +4,7 @@ import Foundation
 import FuseBridge
 import Logging
 import MdevCore
+import RealDevice
 import Simulator
 import SysfsSnapshot
 import VirtualFS
@@ -43,6 +44,12 @@ struct Mount: ParsableCommand {
 
     @Flag(name: .long, help: "Let writes to mirrored files reach the real files (read-through only otherwise).")
     var allowWrites = false
+
+    @Option(name: .customLong("vfio-device"), help: ArgumentHelp(
+        "Serve a real VFIO device's migration at DIR/vfio/NAME/migration/: PATH[:NAME] (repeatable).",
+        discussion: "PATH is a vfio cdev such as /dev/vfio/devices/vfio0; NAME defaults to its file name. The files are backed by the kernel's v2 ioctls, so record, replay and migrate run on it unchanged.",
+        valueName: "PATH[:NAME]"))
+    var vfioDevices: [String] = []
 
     @Option(name: .long, help: "Fault plan (YAML or JSON, rules: [...]) applied from the start; see `mdevsim fault --help`.")
     var faults: String?
@@ -121,6 +128,16 @@ struct Mount: ParsableCommand {
             do {
                 for rule in try FaultPlan.load(path: faults).rules { try simulated.faults.add(rule) }
             } catch { throw CLIError("--faults \(error)") }
+        }
+        for spec in vfioDevices {
+            let parts = spec.split(separator: ":", maxSplits: 1).map(String.init)
+            let path = parts.first ?? spec
+            let name = parts.count > 1 ? parts[1] : URL(fileURLWithPath: path).lastPathComponent
+            do {
+                let device = try RealVFIODevice(path: path)
+                try simulated.vfio.addExternal(id: name, endpoint: device, source: path)
+                logger.notice("vfio/\(name) serves the real device \(path) (\(device.features))")
+            } catch { throw CLIError("--vfio-device \(spec): \(error)") }
         }
         if let replay {
             guard let data = FileManager.default.contents(atPath: replay) else { throw CLIError("cannot read the replay blob \(replay)") }
