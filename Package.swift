@@ -17,6 +17,7 @@
 //   MdevSysfs  the kernel's sysfs layout of an MdevCore host, as VirtualFS nodes
 //   VFIOView   each vGPU's VFIO device (regions, info, reset, digest) under vfio/, as VirtualFS nodes
 //   Simulator  one simulated host: the bus with both views on one tree
+//   FuzzTargets, CFuzzDriver, mdevsim-fuzz  fuzz targets with their invariants; libFuzzer driver (scripts/fuzz.sh)
 //   mdevsim    the thin CLI
 import PackageDescription
 
@@ -84,10 +85,17 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        .target(
+            name: "FuzzTargets",
+            dependencies: ["Faults", "GPUModel", "MdevCore", "Migration", "Simulator", "StateStream", "Toolkit", "VirtualFS"]
+        ),
+        .target(name: "CFuzzDriver"),
+        .executableTarget(name: "mdevsim-fuzz", dependencies: ["CFuzzDriver", "FuzzTargets"]),
         .executableTarget(
             name: "mdevsim-bench",
             dependencies: [.product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
+        .testTarget(name: "FuzzTests", dependencies: ["FuzzTargets"]),
         .testTarget(name: "VirtualFSTests", dependencies: ["VirtualFS"]),
         .testTarget(name: "GPUModelTests", dependencies: ["GPUModel"]),
         .testTarget(name: "MigrationTests", dependencies: ["GPUModel", "Migration", "StateStream"]),

@@ -259,14 +259,20 @@ public struct FaultPlan: Codable, Sendable {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
             throw FaultError("\(path): cannot read the fault plan")
         }
+        return try parse(text, source: path)
+    }
+
+    /// Parses and validates a plan (YAML or JSON, `rules: [...]`).
+    public static func parse(_ text: String, source: String = "fault plan") throws -> FaultPlan {
+        guard text.utf8.count <= 1 << 20 else { throw FaultError("\(source): fault plans are limited to 1 MiB") }
         do {
             let plan = try YAMLDecoder().decode(FaultPlan.self, from: text)
             for r in plan.rules { _ = try r.validated() }
             return plan
         } catch let e as FaultError {
-            throw FaultError("\(path): \(e)")
+            throw FaultError("\(source): \(e)")
         } catch {
-            throw FaultError("\(path): not a fault plan (rules: [...]): \(error)")
+            throw FaultError("\(source): not a fault plan (rules: [...]): \(error)")
         }
     }
 }

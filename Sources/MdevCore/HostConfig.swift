@@ -200,16 +200,21 @@ public struct HostConfig: Codable, Sendable, Equatable {
         } catch {
             throw ConfigError("\(path): cannot read the config file: \(error.localizedDescription)")
         }
-        guard text.utf8.count <= 16 << 20 else { throw ConfigError("\(path): config files are limited to 16 MiB") }
+        return try parse(text, source: path)
+    }
+
+    /// Parses and validates a YAML or JSON config; `source` names it in messages.
+    public static func parse(_ text: String, source: String = "config") throws -> HostConfig {
+        guard text.utf8.count <= 16 << 20 else { throw ConfigError("\(source): config files are limited to 16 MiB") }
         let config: HostConfig
         do {
             config = try YAMLDecoder().decode(HostConfig.self, from: text)
         } catch let error as DecodingError {
-            throw ConfigError("\(path): \(ConfigError.describe(error))")
+            throw ConfigError("\(source): \(ConfigError.describe(error))")
         } catch {
-            throw ConfigError("\(path): not valid YAML or JSON: \(error)")
+            throw ConfigError("\(source): not valid YAML or JSON: \(error)")
         }
-        try config.validate(source: path)
+        try config.validate(source: source)
         return config
     }
 
