@@ -42,6 +42,7 @@ public enum Migrator {
         func at(_ name: String) throws {
             step = name
             o.progress?(name)
+            try Interruption.check()
             if o.failAt == name { throw ToolError("failure injected at this step") }
         }
         do {
@@ -65,6 +66,7 @@ public enum Migrator {
             func forward(_ data: DataStream, limit: Int = .max) throws -> (Int, Bool) {
                 var total = 0
                 while total < limit {
+                    try Interruption.check()
                     switch try data.read(into: &buffer) {
                     case .data(let n):
                         try buffer.withUnsafeBytes { try sink.write(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
@@ -120,7 +122,8 @@ public enum Migrator {
             try? src.write("migration/state", "RUNNING")
             if src.state != "RUNNING" { try? src.write("reset", "1") }
             try? dst.write("reset", "1")
-            throw ToolError("migration failed at step '\(step)': \(error); the source is \(src.state), the destination was reset")
+            throw ToolError("migration failed at step '\(step)': \(error); the source is \(src.state), the destination was reset",
+                            exitCode: (error as? ToolError)?.exitCode ?? 1)
         }
         report.totalBytes = report.iterations.reduce(0, +) + report.finalBytes
         report.simulatedDowntimeMS = Double(report.finalBytes) / (o.bandwidthMBps * 1e6) * 1000

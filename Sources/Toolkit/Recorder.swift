@@ -35,6 +35,7 @@ public enum Recorder {
         var buffer = [UInt8](repeating: 0, count: 1 << 20)
         var total = 0
         while total < limit {
+            try Interruption.check()
             switch try data.read(into: &buffer) {
             case .data(let n): blob += buffer[0..<n]; total += n
             case .drained: return (total, false)
@@ -162,6 +163,7 @@ public enum Replayer {
                 var at = 0
                 try blob.withUnsafeBytes { raw in
                     while at < raw.count {
+                        try Interruption.check()
                         let n = min(chunk, raw.count - at)
                         try data.write(UnsafeRawBufferPointer(rebasing: raw[at..<at + n]))
                         at += n

@@ -55,6 +55,7 @@ struct Record: ParsableCommand {
 
     func run() throws {
         try runTool("record") {
+            Interruption.install()
             var o = Recorder.Options()
             o.live = live
             o.resumeSource = resumeSource
@@ -158,6 +159,7 @@ struct Replay: ParsableCommand {
 
     func run() throws {
         try runTool("replay") {
+            Interruption.install()
             let blob = try QEMUFraming.raw(try FileIO.readAll(file))
             let digest = try Replayer.replay(blob, to: try DeviceHandle(device), chunk: chunk, run: setRunning)
             // A real device has no state_digest: its driver accepting the stream is all there is to report.
@@ -190,6 +192,7 @@ struct Migrate: ParsableCommand {
 
     func run() throws {
         try runTool("migrate") {
+            Interruption.install()
             var o = Migrator.Options()
             o.maxDowntimeMS = maxDowntime
             o.bandwidthMBps = bandwidth
