@@ -93,7 +93,7 @@ let package = Package(
         .executableTarget(name: "mdevsim-fuzz", dependencies: ["CFuzzDriver", "FuzzTargets"]),
         .executableTarget(
             name: "mdevsim-bench",
-            dependencies: [.product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["GPUModel", "Migration", "StateStream", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .testTarget(name: "FuzzTests", dependencies: ["FuzzTargets"]),
         .testTarget(name: "VirtualFSTests", dependencies: ["VirtualFS"]),

@@ -1,62 +1,153 @@
 #!/usr/bin/env bash
-# Attribute open+read+close through an mdevsim mount vs a minimal C libfuse
-# low-level server with the same semantics (direct I/O, zero timeouts, same path
-# depth), built from bench/. Server and client are pinned to one CPU and the two
-# are interleaved over ROUNDS rounds (these 2-core machines are only repeatable
-# that way); the median of each is reported with the ratio.
+# Every mdevsim benchmark beside its baseline, measured in the same run, and
+# one table of figures and ratios (issue 8's goals).
 #
-#   bench/run.sh [--rounds N] [--seconds S] [--json]
+#   bench/run.sh [--rounds N] [--seconds S] [--quick] [--json] [--only LIST]
+#
+# LIST: comma-separated of attribute, registers, streaming, codec, scale,
+# startup, migrate (default: all). --quick: 1 round, 1 s, scale to 1,000.
+# Servers and clients are pinned to CPU 0 and A/B runs are interleaved over
+# ROUNDS rounds (these 2-core machines are only repeatable that way); medians
+# are reported. The baseline is bench/c_attr_server.c, a minimal C libfuse
+# low-level server with the same semantics (direct I/O, zero timeouts): an
+# attribute at the same depth, a register file and a large in-memory file.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROUNDS=3; SECONDS_PER=2; JSON=0
+ROUNDS=3; SECS=2; JSON=0; ONLY=all; SCALE=10,100,1000,10000; WS=256
 while [ $# -gt 0 ]; do
     case "$1" in
         --rounds) ROUNDS=$2; shift 2 ;;
-        --seconds) SECONDS_PER=$2; shift 2 ;;
+        --seconds) SECS=$2; shift 2 ;;
         --json) JSON=1; shift ;;
-        -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
-        *) echo "unknown option $1" >&2; exit 64 ;;
+        --only) ONLY=$2; shift 2 ;;
+        --quick) ROUNDS=1; SECS=1; SCALE=10,100,1000; WS=64; shift ;;
+        -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "bench/run.sh: unknown option $1 (see --help)" >&2; exit 64 ;;
     esac
 done
-scripts/deps.sh
+want() { [ "$ONLY" = all ] || [[ ",$ONLY," == *",$1,"* ]]; }
+say() { [ "$JSON" = 1 ] || echo "$@" >&2; }
+
+scripts/deps.sh >&2
 OUT=bench/out; mkdir -p "$OUT"
 swift build -c release --product mdevsim >&2
-BIN=.build/release/mdevsim
-gcc -O2 -Wall -o "$OUT/c_attr_server" bench/c_attr_server.c $(pkg-config --cflags --libs fuse3)
-gcc -O2 -Wall -o "$OUT/orc_client" bench/orc_client.c
+swift build -c release --product mdevsim-bench >&2
+BIN=.build/release/mdevsim; BENCH=.build/release/mdevsim-bench
+for prog in c_attr_server; do gcc -O2 -Wall -o "$OUT/$prog" "bench/$prog.c" $(pkg-config --cflags --libs fuse3); done
+for prog in orc_client reg_client; do gcc -O2 -Wall -o "$OUT/$prog" "bench/$prog.c"; done
 
+PIN="taskset -c 0"
 ATTR=sys/devices/pci0000:00/0000:00:02.0/mdev_supported_types/i915-GVTg_V5_4/available_instances
 MS=/tmp/mdevsim-bench/swift; MC=/tmp/mdevsim-bench/c
 mkdir -p "$MS" "$MC"
 umount -l "$MS" 2>/dev/null || true; umount -l "$MC" 2>/dev/null || true
-PIN="taskset -c 0"
-$PIN "$BIN" mount "$MS" --single-threaded 2>/dev/null &
+$PIN "$BIN" mount "$MS" --single-threaded --clock stepped --config bench/host.yaml 2>/dev/null &
 SPID=$!
-$PIN "$OUT/c_attr_server" "$MC" "$ATTR" '5\n' -s &
+$PIN "$OUT/c_attr_server" "$MC" "$ATTR" '5\n' -s $((WS + 64)) &
 CPID=$!
 trap 'kill $SPID $CPID 2>/dev/null; wait 2>/dev/null' EXIT
-for _ in $(seq 200); do [ -e "$MS/$ATTR" ] && [ -e "$MC/$ATTR" ] && break; sleep 0.05; done
+for _ in $(seq 400); do [ -e "$MS/$ATTR" ] && [ -e "$MC/$ATTR" ] && break; sleep 0.05; done
 [ "$(cat "$MS/$ATTR")" = "$(cat "$MC/$ATTR")" ] || { echo "the two servers disagree on $ATTR" >&2; exit 1; }
 
-measure() { $PIN "$OUT/orc_client" "$1/$ATTR" "$SECONDS_PER"; }
-measure "$MC" >/dev/null; measure "$MS" >/dev/null     # warm-up
-c_ops=(); s_ops=(); c_p50=(); s_p50=()
-for r in $(seq "$ROUNDS"); do
-    read -r ops p50 _ < <(measure "$MC"); c_ops+=("$ops"); c_p50+=("$p50")
-    read -r ops p50 _ < <(measure "$MS"); s_ops+=("$ops"); s_p50+=("$p50")
-    [ "$JSON" = 1 ] || echo "round $r: C ${c_ops[-1]} ops/s, mdevsim ${s_ops[-1]} ops/s" >&2
-done
-median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
-C=$(median "${c_ops[@]}"); S=$(median "${s_ops[@]}")
-CP=$(median "${c_p50[@]}"); SP=$(median "${s_p50[@]}")
-RATIO=$(awk -v s="$S" -v c="$C" 'BEGIN {printf "%.3f", s / c}')
-COST=$(awk -v s="$S" -v c="$C" 'BEGIN {printf "%.3f", c / s}')
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", a / b}'; }
+field() { grep -o "\"$2\":[^,}]*" <<<"$1" | head -1 | cut -d: -f2 | tr -d '"'; }
+ROWS=(); JROWS=()
+# row NAME MDEVSIM BASELINE UNIT RATIO GOAL MET
+row() {
+    ROWS+=("$(printf '%-44s %14s %14s %-6s %7s  %-14s %s' "$1" "$2" "$3" "$4" "$5" "$6" "$7")")
+    JROWS+=("$(printf '{"benchmark":"%s","mdevsim":%s,"baseline":%s,"unit":"%s","ratio":%s,"goal":"%s","met":%s}' "$1" "${2:-null}" "${3:-null}" "$4" "${5:-null}" "$6" "$7")")
+}
+met() { awk -v r="$1" -v op="$2" -v g="$3" 'BEGIN { ok = (op == "<=") ? (r <= g) : (r >= g); print ok ? "true" : "false" }'; }
+
+# interleave NAME MDEVSIM_CMD C_CMD: ROUNDS alternating runs of clients printing "ops p50 p99".
+interleave() {
+    local name="$1" mcmd="$2" ccmd="$3" m=() c=() mp=() cp=() ops p50 _
+    $ccmd >/dev/null; $mcmd >/dev/null   # warm-up
+    for r in $(seq "$ROUNDS"); do
+        read -r ops p50 _ < <($ccmd); c+=("$ops"); cp+=("$p50")
+        read -r ops p50 _ < <($mcmd); m+=("$ops"); mp+=("$p50")
+        say "  $name round $r: C ${c[-1]} ops/s, mdevsim ${m[-1]} ops/s"
+    done
+    I_M=$(median "${m[@]}"); I_C=$(median "${c[@]}"); I_MP=$(median "${mp[@]}"); I_CP=$(median "${cp[@]}")
+}
+
+if want attribute; then
+    say "attribute open+read+close..."
+    interleave attribute "$PIN $OUT/orc_client $MS/$ATTR $SECS" "$PIN $OUT/orc_client $MC/$ATTR $SECS"
+    cost=$(ratio "$I_C" "$I_M")
+    row "attribute open+read+close (cost/op)" "$I_M" "$I_C" "ops/s" "$cost" "cost <= 1.1x" "$(met "$cost" "<=" 1.1)"
+    row "  p50 latency" "$I_MP" "$I_CP" "us" "$(ratio "$I_MP" "$I_CP")" "printed" true
+fi
+
+if want registers; then
+    say "register access..."
+    T=$MS/sys/class/mdev_bus
+    A=10000000-0000-4000-8000-00000000b001; B=10000000-0000-4000-8000-00000000b002
+    echo "$A" > "$T/0000:00:02.0/mdev_supported_types/i915-GVTg_V5_4/create"
+    echo "$B" > "$T/0000:00:03.0/mdev_supported_types/i915-GVTg_V5_4/create"
+    # BAR0: an 8-byte register (VGT_MAGIC) and a 4-byte one (GT_IER); v1 region: data_size and device_state.
+    for spec in "bar0|pread8|0x78000|$A/regions/bar0|0x78000|0" "bar0|pwrite4|0x4430c|$A/regions/bar0|0x4430c|5" \
+                "v1 region|pread8|0x18|$B/regions/migration|0x18|0" "v1 region|pwrite4|0x0|$B/regions/migration|0x0|1"; do
+        IFS='|' read -r what mode coff file moff value <<<"$spec"
+        interleave "$what $mode" "$PIN $OUT/reg_client $MS/vfio/$file $moff $mode $SECS $value" "$PIN $OUT/reg_client $MC/bar0 $coff $mode $SECS $value"
+        cost=$(ratio "$I_C" "$I_M")
+        row "$what $mode (cost/op)" "$I_M" "$I_C" "ops/s" "$cost" "cost <= 1.1x" "$(met "$cost" "<=" 1.1)"
+        row "  p50 latency" "$I_MP" "$I_CP" "us" "$(ratio "$I_MP" "$I_CP")" "printed" true
+    done
+fi
+
+if want streaming; then
+    say "blob streaming ($WS MiB working set)..."
+    J=$($PIN "$BENCH" migration --working-set-mib "$WS" --rounds "$ROUNDS" --baseline-file "$MC/big" --json)
+    r=$(field "$J" save_ratio); row "blob streaming: data read in STOP_COPY" "$(field "$J" save_mbps)" "$(field "$J" baseline_read_mbps)" "MB/s" "$r" ">= 0.9x" "$(met "$r" ">=" 0.9)"
+    r=$(field "$J" resume_ratio); row "blob streaming: data write in RESUMING" "$(field "$J" resume_mbps)" "$(field "$J" baseline_write_mbps)" "MB/s" "$r" ">= 0.9x" "$(met "$r" ">=" 0.9)"
+fi
+
+if want codec; then
+    say "stream encode/decode in process..."
+    J=$($PIN "$BENCH" codec --working-set-mib "$WS" --rounds "$ROUNDS" --json)
+    for k in encode decode parse; do
+        r=$(field "$J" ${k}_ratio); row "stream $k in process (checksums)" "$(field "$J" ${k}_mbps)" "$(field "$J" memcpy_mbps)" "MB/s" "$r" ">= 0.5x memcpy" "$(met "$r" ">=" 0.5)"
+    done
+fi
+
+if want startup; then
+    say "start-up..."
+    J=$("$BENCH" startup --rounds 5 --c-server "$OUT/c_attr_server" --json)
+    m=$(field "$J" mdevsim_ms)
+    row "start-up to first stat" "$m" "$(field "$J" c_ms)" "ms" "$(ratio "$m" "$(field "$J" c_ms)")" "<= 100 ms" "$(met "$m" "<=" 100)"
+fi
+
+if want migrate; then
+    say "live migration..."
+    J=$($PIN "$BENCH" toolkit --json)
+    r=$(field "$J" migrate_over_stream)
+    row "migrate V5_4, 256 MB written, guest running" "$(field "$J" migrate_seconds)" "$(field "$J" stream_seconds)" "s" "$r" "<= 1.5x stream" "$(met "$r" "<=" 1.5)"
+    row "  downtime (measured)" "$(field "$J" measured_downtime_ms)" "" "ms" "" "printed" true
+fi
+
+if want scale; then
+    say "scale to ${SCALE##*,} vGPUs (a few minutes)..."
+    J=$($PIN "$BENCH" scale --counts "$SCALE" --json)
+    first_lookup=""
+    while read -r line; do
+        n=$(field "$line" count); [ -n "$n" ] || continue
+        lk=$(field "$line" lookup_us); [ -n "$first_lookup" ] || first_lookup=$lk
+        ml=$(field "$line" mdevctl_list_ms); kib=$(field "$line" kib_per_idle_vgpu)
+        row "scale $n: create batch" "$(field "$line" create_batch_seconds)" "" "s" "" "printed" true
+        row "scale $n: ls sys/bus/mdev/devices" "$(field "$line" ls_ms)" "" "ms" "" "linear ok" true
+        row "scale $n: mdevctl list (exec)" "$ml" "" "ms" "" "<= 2000 ms at 10k" "$([ "$n" -lt 10000 ] || [ "$ml" = null ] && echo true || met "$ml" "<=" 2000)"
+        r=$(ratio "$lk" "$first_lookup")
+        row "scale $n: lookup of one device" "$lk" "$first_lookup" "us" "$r" "flat (<= 1.5x)" "$(met "$r" "<=" 1.5)"
+        row "scale $n: memory per idle vGPU" "$kib" "" "KiB" "" "<= 64 KiB" "$(met "$kib" "<=" 64)"
+    done < <(tr '{' '\n' <<<"$J")
+fi
+
 if [ "$JSON" = 1 ]; then
-    printf '{"benchmark":"attribute open+read+close","pinned":true,"rounds":%d,"seconds_per_round":%s,"c_ops_per_sec":%s,"mdevsim_ops_per_sec":%s,"c_p50_us":%s,"mdevsim_p50_us":%s,"throughput_ratio":%s,"cost_ratio":%s}\n' \
-        "$ROUNDS" "$SECONDS_PER" "$C" "$S" "$CP" "$SP" "$RATIO" "$COST"
+    printf '{"pinned_cpu":0,"rounds":%s,"seconds_per_round":%s,"rows":[%s]}\n' "$ROUNDS" "$SECS" "$(IFS=,; echo "${JROWS[*]}")"
 else
-    printf '\n%-34s %14s %10s\n' "attribute open+read+close (pinned)" "ops/s" "p50 µs"
-    printf '%-34s %14s %10s\n' "C libfuse low-level baseline" "$C" "$CP"
-    printf '%-34s %14s %10s\n' "mdevsim" "$S" "$SP"
-    printf 'ratio mdevsim/C throughput: %s   (cost per op: %s× the C server)\n' "$RATIO" "$COST"
+    printf '\n%-44s %14s %14s %-6s %7s  %-14s %s\n' benchmark mdevsim baseline unit ratio goal met
+    printf '%s\n' "${ROWS[@]}"
+    echo "(baseline: C libfuse low-level server bench/c_attr_server.c, memcpy for the codec, the first count for lookups; medians of $ROUNDS pinned, interleaved rounds)"
 fi

@@ -33,6 +33,15 @@ public final class V1Region: Sendable {
         var available = 0          // saving: bytes of the current chunk
         var staged = false         // saving: a chunk is waiting in the window
         var delivered = 0          // saving: stream bytes handed out so far
+        var dirty = false          // the window holds bytes of a session
+
+        /// Ends a session in place: the 1 MiB window is cleared only if a
+        /// session used it, never reallocated (a device_state write that
+        /// changes nothing costs what a register write costs).
+        mutating func endSession() {
+            if dirty { window.withUnsafeMutableBytes { _ = memset($0.baseAddress!, 0, $0.count) } }
+            (available, staged, delivered, dirty) = (0, false, 0, false)
+        }
     }
     private let w = Mutex(Window())
 
@@ -130,6 +139,7 @@ public final class V1Region: Sendable {
         do throws(MigrationError) {
             try device.read(session: device.currentSession, offset: w.delivered, size: V1Region.windowSize) { bytes in
                 w.window.withUnsafeMutableBytes { $0.copyMemory(from: bytes) }
+                w.dirty = true
                 got = bytes.count
             }
         } catch where error.errno == ENOMSG {
@@ -151,7 +161,7 @@ public final class V1Region: Sendable {
                 let wasSaving = device.state.isSaving
                 try device.setState(target)
                 w.reserved = UInt32(value) & ~V1Region.mask
-                if !device.state.isSaving || !wasSaving { w = Window(reserved: w.reserved) }
+                if !device.state.isSaving || !wasSaving { w.endSession() }
             case 4: break
             case 8, 16: throw MigrationError(EINVAL, offset == 8 ? "pending_bytes is read-only" : "data_offset is read-only")
             case 24:
@@ -170,6 +180,7 @@ public final class V1Region: Sendable {
             default:
                 let start = offset - V1Region.dataOffset
                 w.window.replaceSubrange(start..<start + bytes.count, with: bytes)
+                w.dirty = true
             }
         }
     }

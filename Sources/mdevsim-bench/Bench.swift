@@ -8,7 +8,7 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mdevsim-bench",
         abstract: "Benchmarks of mdevsim that print their numbers.",
-        subcommands: [IdleMemory.self, MigrationThroughput.self, ToolkitBench.self]
+        subcommands: [IdleMemory.self, Scale.self, MigrationThroughput.self, Codec.self, Startup.self, ToolkitBench.self]
     )
 }
 
@@ -41,7 +41,7 @@ struct IdleMemory: ParsableCommand {
         defer { daemon.stop() }
         let bus = daemon.root + "/sys/class/mdev_bus"
 
-        let before = residentKiB(daemon.process.processIdentifier)
+        let before = IdleMemory.residentKiB(daemon.process.processIdentifier)
         let start = Date()
         for n in 0..<count {
             let parent = String(format: "0000:%02x:%02x.0", 1 + (n / perParent) / 32, (n / perParent) % 32)
@@ -52,7 +52,7 @@ struct IdleMemory: ParsableCommand {
             close(fd)
         }
         let seconds = Date().timeIntervalSince(start)
-        let after = residentKiB(daemon.process.processIdentifier)
+        let after = IdleMemory.residentKiB(daemon.process.processIdentifier)
         let listed = try FileManager.default.contentsOfDirectory(atPath: daemon.root + "/sys/bus/mdev/devices").count
         guard listed == count else { throw ValidationError("expected \(count) devices, found \(listed)") }
         let perVGPU = Double(after - before) / Double(count)
@@ -66,7 +66,7 @@ struct IdleMemory: ParsableCommand {
         }
     }
 
-    func residentKiB(_ pid: Int32) -> Int {
+    static func residentKiB(_ pid: Int32) -> Int {
         let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
         for line in status.split(separator: "\n") where line.hasPrefix("VmRSS:") {
             return Int(line.split(separator: " ").dropFirst().first ?? "0") ?? 0
