@@ -96,6 +96,7 @@ let package = Package(
             dependencies: ["GPUModel", "Migration", "StateStream", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .testTarget(name: "FuzzTests", dependencies: ["FuzzTargets"]),
+        .testTarget(name: "SimulatorTests", dependencies: ["MdevCore", "Migration", "Simulator", "VirtualFS"]),
         .testTarget(name: "VirtualFSTests", dependencies: ["VirtualFS"]),
         .testTarget(name: "GPUModelTests", dependencies: ["GPUModel"]),
         .testTarget(name: "MigrationTests", dependencies: ["GPUModel", "Migration", "StateStream"]),
