@@ -11,6 +11,7 @@
 //   StateStream the device-state stream format: header, records, checksums, compatibility; no devices
 //   Migration  the v2 state machine and save/resume of a GPUModel device over StateStream; no files
 //   SysfsSnapshot  record a real sysfs subtree and serve it again
+//   SafeYAML   YAML/JSON decoding that refuses what would crash or stall Yams (found by fuzzing)
 //   Faults     fault plans applied to file operations through VirtualFS's hook; .mdevsim/ control files
 //   Toolkit    record, inspect, verify, diff, replay, migrate, compat: over a device's files only
 //   MdevCore   the mdev bus and the GVT-g-like parent driver: types, pool, create/remove; no files
@@ -52,6 +53,7 @@ let package = Package(
         .target(
             name: "MdevCore",
             dependencies: [
+                "SafeYAML",
                 "StateStream",
                 .product(name: "Yams", package: "Yams"),
             ]
@@ -75,7 +77,8 @@ let package = Package(
             dependencies: ["Faults", "GPUModel", "MdevCore", "MdevSysfs", "StateStream", "SysfsSnapshot", "VFIOView", "VirtualFS"]
         ),
         .target(name: "SysfsSnapshot", dependencies: ["VirtualFS"]),
-        .target(name: "Faults", dependencies: ["Migration", "VirtualFS", .product(name: "Yams", package: "Yams")]),
+        .target(name: "SafeYAML", dependencies: [.product(name: "Yams", package: "Yams")]),
+        .target(name: "Faults", dependencies: ["Migration", "SafeYAML", "VirtualFS", .product(name: "Yams", package: "Yams")]),
         .target(name: "Toolkit", dependencies: ["GPUModel", "Migration", "StateStream"]),
         .executableTarget(
             name: "mdevsim",

@@ -1,6 +1,7 @@
 import Foundation
 import Migration
 import VirtualFS
+import SafeYAML
 import Yams
 
 /// One fault rule: where (an operation on a path pattern), what (an errno, a
@@ -266,10 +267,12 @@ public struct FaultPlan: Codable, Sendable {
     public static func parse(_ text: String, source: String = "fault plan") throws -> FaultPlan {
         guard text.utf8.count <= 1 << 20 else { throw FaultError("\(source): fault plans are limited to 1 MiB") }
         do {
-            let plan = try YAMLDecoder().decode(FaultPlan.self, from: text)
+            let plan = try SafeYAML.decode(FaultPlan.self, from: text)
             for r in plan.rules { _ = try r.validated() }
             return plan
         } catch let e as FaultError {
+            throw FaultError("\(source): \(e)")
+        } catch let e as SafeYAML.Refusal {
             throw FaultError("\(source): \(e)")
         } catch {
             throw FaultError("\(source): not a fault plan (rules: [...]): \(error)")

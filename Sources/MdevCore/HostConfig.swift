@@ -1,5 +1,6 @@
 import Foundation
 import StateStream
+import SafeYAML
 import Yams
 
 /// One vGPU type as GVT-g's `intel_vgpu_configs[]` table defines it.
@@ -208,7 +209,9 @@ public struct HostConfig: Codable, Sendable, Equatable {
         guard text.utf8.count <= 16 << 20 else { throw ConfigError("\(source): config files are limited to 16 MiB") }
         let config: HostConfig
         do {
-            config = try YAMLDecoder().decode(HostConfig.self, from: text)
+            config = try SafeYAML.decode(HostConfig.self, from: text)
+        } catch let error as SafeYAML.Refusal {
+            throw ConfigError("\(source): \(error)")
         } catch let error as DecodingError {
             throw ConfigError("\(source): \(ConfigError.describe(error))")
         } catch {

@@ -68,6 +68,8 @@ public struct StreamParser {
             let what = header == nil ? "the header" : "the end record"
             throw StreamError(offset: consumed + (pending.count - start), "stream is truncated: it ends before \(what)")
         }
+        // Bytes that came in the same chunk as the end record (later chunks are refused in feed).
+        guard available == 0 else { throw StreamError(offset: consumed, "\(available) bytes after the end record") }
     }
 
     private mutating func fail(_ error: StreamError) -> StreamError {

@@ -1,0 +1,66 @@
+import Yams
+
+/// Decodes YAML (or JSON) that may come from anyone (a config, a fault plan)
+/// without letting it crash or stall the process. Two things in Yams would:
+///
+/// - An integer field given a plain scalar with colons is read as a YAML 1.1
+///   base-60 number with unchecked arithmetic, so `9999999999:59:59:59` (or
+///   many `:`-separated parts) traps on overflow. Found by the config and
+///   fault-plan fuzz targets (testdata/fuzz/*/regressions/sexagesimal-overflow).
+/// - Aliases expand: a few lines of anchors can stand for billions of nodes.
+///
+/// Both are refused before decoding, with a message that says what to change.
+public enum SafeYAML {
+    public struct Refusal: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    /// Nodes a document may expand to, aliases counted each time they are used.
+    public static let maxNodes = 1_000_000
+
+    public static func decode<T: Decodable>(_ type: T.Type, from text: String) throws -> T {
+        if let root = try Yams.compose(yaml: text) {
+            var budget = maxNodes
+            try check(root, &budget)
+        }
+        return try YAMLDecoder().decode(type, from: text)
+    }
+
+    static func check(_ node: Node, _ budget: inout Int) throws {
+        budget -= 1
+        guard budget >= 0 else {
+            throw Refusal(description: "the document expands to more than \(maxNodes) nodes (anchors and aliases?); write it out plainly")
+        }
+        switch node {
+        case .scalar(let scalar):
+            guard scalar.style == .plain || scalar.style == .any, scalar.string.contains(":") else { return }
+            guard base60Fits(scalar.string) else {
+                throw Refusal(description: "'\(scalar.string.prefix(60))' reads as a base-60 (YAML 1.1 sexagesimal) number too large for an integer; quote it if it is text")
+            }
+        case .mapping(let mapping):
+            for (key, value) in mapping {
+                try check(key, &budget)
+                try check(value, &budget)
+            }
+        case .sequence(let sequence):
+            for item in sequence { try check(item, &budget) }
+        }
+    }
+
+    /// Whether Yams's base-60 reading of `text` (each `:`-part that is an
+    /// integer, the last the units) stays within Int, multiplying as it does.
+    static func base60Fits(_ text: String) -> Bool {
+        var s = Substring(text.replacingOccurrences(of: "_", with: ""))
+        if s.hasPrefix("-") || s.hasPrefix("+") { s = s.dropFirst() }
+        let digits = s.split(separator: ":", omittingEmptySubsequences: false).compactMap { Int($0) }.reversed()
+        var base = 1, value = 0
+        for digit in digits {
+            let (product, o1) = digit.multipliedReportingOverflow(by: base)
+            let (sum, o2) = value.addingReportingOverflow(product)
+            let (next, o3) = base.multipliedReportingOverflow(by: 60)
+            if o1 || o2 || o3 { return false }
+            (value, base) = (sum, next)
+        }
+        return true
+    }
+}
