@@ -28,14 +28,7 @@ struct IdleMemory: ParsableCommand {
     func run() throws {
         let binary = mdevsim ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("mdevsim").path
         let perParent = 64
-        let parents = (count + perParent - 1) / perParent
-        // V5_1 (512 MB low, 2 GB high, 4 fences) ×64 per parent.
-        var yaml = "parents:\n"
-        for i in 0..<parents {
-            yaml += "  - { address: \"0000:\(String(format: "%02x", 1 + i / 32)):\(String(format: "%02x", i % 32)).0\", aperture_mb: \(128 + 512 * perParent), hidden_mb: \(384 + 2048 * perParent), fences: \(4 + 4 * perParent), max_vgpus: \(perParent + 1) }\n"
-        }
-        let config = NSTemporaryDirectory() + "mdevsim-bench-\(getpid())-host.yaml"
-        try yaml.write(toFile: config, atomically: true, encoding: .utf8)
+        let (config, parents) = try IdleMemory.writeHostConfig(vGPUs: count, perParent: perParent)
         defer { unlink(config) }
         let daemon = try Daemon(binary: binary, arguments: ["--config", config])
         defer { daemon.stop() }
@@ -64,6 +57,19 @@ struct IdleMemory: ParsableCommand {
             print("  daemon RSS:       \(before) KiB before, \(after) KiB after")
             print("  per idle vGPU:    \(String(format: "%.2f", perVGPU)) KiB   (goal: < 64 KiB)  \(perVGPU < 64 ? "met" : "NOT met")")
         }
+    }
+
+    /// A host with enough parents for `vGPUs` V5_1 (512 MB low, 2 GB high, 4
+    /// fences), `perParent` on each; returns the config's path and the parent count.
+    static func writeHostConfig(vGPUs: Int, perParent: Int) throws -> (path: String, parents: Int) {
+        let parents = (vGPUs + perParent - 1) / perParent
+        var yaml = "parents:\n"
+        for i in 0..<parents {
+            yaml += "  - { address: \"0000:\(String(format: "%02x", 1 + i / 32)):\(String(format: "%02x", i % 32)).0\", aperture_mb: \(128 + 512 * perParent), hidden_mb: \(384 + 2048 * perParent), fences: \(4 + 4 * perParent), max_vgpus: \(perParent + 1) }\n"
+        }
+        let path = NSTemporaryDirectory() + "mdevsim-bench-\(getpid())-\(vGPUs)-host.yaml"
+        try yaml.write(toFile: path, atomically: true, encoding: .utf8)
+        return (path, parents)
     }
 
     static func residentKiB(_ pid: Int32) -> Int {

@@ -35,13 +35,7 @@ struct Scale: ParsableCommand {
         let targets = counts.split(separator: ",").compactMap { Int($0) }.sorted()
         guard let most = targets.last, most > 0 else { throw ValidationError("--counts needs positive numbers") }
         let perParent = 64
-        let parents = (most + perParent - 1) / perParent
-        var yaml = "parents:\n"
-        for i in 0..<parents {
-            yaml += "  - { address: \"0000:\(String(format: "%02x", 1 + i / 32)):\(String(format: "%02x", i % 32)).0\", aperture_mb: \(128 + 512 * perParent), hidden_mb: \(384 + 2048 * perParent), fences: \(4 + 4 * perParent), max_vgpus: \(perParent + 1) }\n"
-        }
-        let config = NSTemporaryDirectory() + "mdevsim-bench-\(getpid())-scale.yaml"
-        try yaml.write(toFile: config, atomically: true, encoding: .utf8)
+        let (config, _) = try IdleMemory.writeHostConfig(vGPUs: most, perParent: perParent)
         defer { unlink(config) }
         let daemon = try Daemon(binary: binary, arguments: ["--config", config])
         defer { daemon.stop() }
