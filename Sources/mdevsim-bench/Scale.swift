@@ -92,7 +92,7 @@ struct Scale: ParsableCommand {
     }
 }
 
-/// Runs a program to completion; its stdout's line count.
+/// Runs a program to completion; the number of non-empty lines it printed.
 func runProcess(_ program: String, _ arguments: [String]) throws -> (status: Int32, lines: Int) {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: program)
@@ -104,5 +104,5 @@ func runProcess(_ program: String, _ arguments: [String]) throws -> (status: Int
     let data = out.fileHandleForReading.readDataToEndOfFile()
     p.waitUntilExit()
     guard p.terminationStatus == 0 else { throw ValidationError("\(program) \(arguments.joined(separator: " ")) exited \(p.terminationStatus)") }
-    return (p.terminationStatus, data.reduce(0) { $0 + ($1 == 10 ? 1 : 0) })
+    return (p.terminationStatus, String(decoding: data, as: UTF8.self).split(separator: "\n").count)
 }
