@@ -41,7 +41,8 @@ ATTR=sys/devices/pci0000:00/0000:00:02.0/mdev_supported_types/i915-GVTg_V5_4/ava
 MS=/tmp/mdevsim-bench/swift; MC=/tmp/mdevsim-bench/c
 mkdir -p "$MS" "$MC"
 umount -l "$MS" 2>/dev/null || true; umount -l "$MC" 2>/dev/null || true
-$PIN "$BIN" mount "$MS" --single-threaded --clock stepped --config bench/host.yaml 2>/dev/null &
+# --cache-entries 0: every lookup reaches the daemon, as in the C baseline (zero timeouts).
+$PIN "$BIN" mount "$MS" --single-threaded --cache-entries 0 --clock stepped --config bench/host.yaml 2>/dev/null &
 SPID=$!
 $PIN "$OUT/c_attr_server" "$MC" "$ATTR" '5\n' -s $((WS + 64)) &
 CPID=$!
@@ -140,7 +141,7 @@ if want migrate; then
 fi
 
 if want scale; then
-    say "scale to ${SCALE##*,} vGPUs (a few minutes)..."
+    say "scale to ${SCALE##*,} vGPUs, default mount (a few minutes)..."
     sub "scale" $PIN "$BENCH" scale --counts "$SCALE" --json
     first_lookup=""
     while read -r line; do
@@ -158,6 +159,13 @@ if want scale; then
         else
             row "scale $n: memory per idle vGPU" "$kib" "" "KiB" "" "printed" true
         fi
+    done < <(tr '{' '\n' <<<"$J")
+    say "scale to ${SCALE##*,} vGPUs with live lookups (--cache-entries 0)..."
+    sub "scale (live lookups)" $PIN "$BENCH" scale --counts "${SCALE##*,}" --cache-entries 0 --json
+    while read -r line; do
+        n=$(field "$line" count); [ -n "$n" ] || continue
+        row "scale $n, --cache-entries 0: mdevctl list" "$(field "$line" mdevctl_list_ms)" "" "ms" "" "printed" true
+        row "scale $n, --cache-entries 0: lookup" "$(field "$line" lookup_us)" "" "us" "" "printed" true
     done < <(tr '{' '\n' <<<"$J")
 fi
 

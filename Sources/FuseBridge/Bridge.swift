@@ -11,12 +11,22 @@ final class Dispatcher: @unchecked Sendable {
     let gid = getgid()
     let mountTime: timespec
 
-    init(tree: Tree, logger: Logger) {
+    /// MountOptions.entryCacheSeconds.
+    let cacheSeconds: Double
+
+    init(tree: Tree, logger: Logger, cacheSeconds: Double = 0) {
         self.tree = tree
         self.logger = logger
+        self.cacheSeconds = cacheSeconds
         var now = timespec()
         clock_gettime(CLOCK_REALTIME, &now)
         mountTime = now
+    }
+
+    /// How long the kernel may keep this node's entry and attributes.
+    func cacheTimeout(_ node: Node) -> Double {
+        guard cacheSeconds > 0, !(tree.hook?.isActive ?? false), tree.isCacheable(node) else { return 0 }
+        return cacheSeconds
     }
 
     /// Asks the tree's hook about an operation; returns an errno to fail with,
@@ -113,8 +123,9 @@ enum Bridge {
                 var entry = fuse_entry_param()
                 entry.ino = fuse_ino_t(node.ino)
                 entry.attr = d.attributes(of: node)
-                entry.attr_timeout = 0
-                entry.entry_timeout = 0
+                let timeout = d.cacheTimeout(node)
+                entry.attr_timeout = timeout
+                entry.entry_timeout = timeout
                 fuse_reply_entry(req, &entry)
             } catch {
                 fuse_reply_err(req, error.errno)
@@ -124,9 +135,10 @@ enum Bridge {
         ops.getattr = { req, ino, _ in
             let d = Dispatcher.from(req)
             do throws(FSError) {
-                var st = d.attributes(of: try d.tree.node(ino))
+                let node = try d.tree.node(ino)
+                var st = d.attributes(of: node)
                 if let errno = d.consult(.getattr, ino) { throw FSError(errno, "injected") }
-                fuse_reply_attr(req, &st, 0)
+                fuse_reply_attr(req, &st, d.cacheTimeout(node))
             } catch {
                 d.fail(req, error, "getattr", ino)
             }

@@ -25,8 +25,9 @@ public final class FuseSession: @unchecked Sendable {
     public init(tree: Tree, mountpoint: String, options: MountOptions = MountOptions(), logger: Logger) throws {
         self.mountpoint = mountpoint
         self.options = options
-        let dispatcher = Dispatcher(tree: tree, logger: logger)
+        let dispatcher = Dispatcher(tree: tree, logger: logger, cacheSeconds: options.entryCacheSeconds)
         self.dispatcher = dispatcher
+        self.tree = tree
 
         let cStrings = options.fuseArguments.map { strdup($0) }
         defer { cStrings.forEach { free($0) } }
@@ -55,6 +56,34 @@ public final class FuseSession: @unchecked Sendable {
         session = se
         if options.autoUnmount {
             FuseSession.orderWatchdogAfterDevice(device: fuse_session_fd(se), sockets: FuseSession.socketDescriptors().subtracting(socketsBefore))
+        }
+        if options.entryCacheSeconds > 0 { invalidateRemovals(se, singleThreaded: options.singleThreaded) }
+    }
+
+    let tree: Tree
+    private var invalidationQueue: DispatchQueue?
+
+    /// With an entry cache, a removed entry must leave the kernel's cache
+    /// before the write that removed it returns, or a client could still stat
+    /// it. The kernel takes the parent directory's lock to invalidate, so it
+    /// must never wait on a request this daemon cannot answer meanwhile: with
+    /// a thread pool another worker answers; a single-threaded session hands
+    /// the invalidation to its own thread instead (removals then leave the
+    /// cache a moment after the write returns).
+    private func invalidateRemovals(_ se: OpaquePointer, singleThreaded: Bool) {
+        struct Session: @unchecked Sendable { let se: OpaquePointer }
+        let session = Session(se: se)
+        let send: @Sendable ([Tree.Removal]) -> Void = { removals in
+            for r in removals {
+                _ = r.name.withCString { fuse_lowlevel_notify_inval_entry(session.se, fuse_ino_t(r.parent), $0, strlen($0)) }
+            }
+        }
+        if singleThreaded {
+            let queue = DispatchQueue(label: "mdevsim.invalidate")
+            invalidationQueue = queue
+            tree.onRemovals { removals in queue.async { send(removals) } }
+        } else {
+            tree.onRemovals(send)
         }
     }
 
@@ -129,6 +158,8 @@ public final class FuseSession: @unchecked Sendable {
     }
 
     deinit {
+        tree.onRemovals(nil)
+        invalidationQueue?.sync {}   // no invalidation may outlive the session
         fuse_session_destroy(session)
     }
 }

@@ -15,6 +15,21 @@ public final class Tree: Sendable {
 
     let contents: Mutex<TreeContents>
     let hookBox = Mutex<(any OperationHook)?>(nil)
+    let removalHandler = Mutex<(@Sendable ([Removal]) -> Void)?>(nil)
+
+    /// An entry that left the tree (the top of a removed subtree).
+    public struct Removal: Sendable {
+        public let parent: Inode
+        public let name: String
+    }
+
+    /// Called after each `update` that removed entries (outside the lock), so a
+    /// FUSE session that lets the kernel cache entries can invalidate them.
+    /// Entries under mirrored directories are not reported: they change on
+    /// their own and are never cached.
+    public func onRemovals(_ handler: (@Sendable ([Removal]) -> Void)?) {
+        removalHandler.withLock { $0 = handler }
+    }
 
     public init() {
         contents = Mutex(TreeContents())
@@ -22,7 +37,26 @@ public final class Tree: Sendable {
 
     /// Applies a group of changes atomically.
     public func update<R: Sendable, E: Error>(_ body: (inout TreeContents) throws(E) -> R) throws(E) -> R {
-        try contents.withLock { (c: inout TreeContents) throws(E) -> R in try body(&c) }
+        var removed: [Removal] = []
+        defer {
+            if !removed.isEmpty, let handler = removalHandler.withLock({ $0 }) { handler(removed) }
+        }
+        return try contents.withLock { (c: inout TreeContents) throws(E) -> R in
+            defer {
+                removed = c.removals
+                c.removals = []
+            }
+            return try body(&c)
+        }
+    }
+
+    /// Whether the kernel may cache this node's entry and attributes: a
+    /// directory or link that is not mirrored from a real directory.
+    public func isCacheable(_ node: Node) -> Bool {
+        switch node.kind {
+        case .file: return false
+        case .directory, .symlink: return contents.withLock { !$0.mirrored.contains(node.ino) && $0.mirrors[node.ino] == nil }
+        }
     }
 
     public func node(_ ino: Inode) throws(FSError) -> Node {
@@ -82,6 +116,8 @@ public struct TreeContents {
     /// Directories that mirror a real one, and the nodes the mirrors created.
     var mirrors: [Inode: MirrorDirectory] = [:]
     var mirrored: Set<Inode> = []
+    /// Removals made by the current update, for `Tree.onRemovals`.
+    var removals: [Tree.Removal] = []
 
     init() {
         let root = Node(ino: Tree.rootIno, name: "", permissions: 0o755, kind: .directory)
@@ -165,6 +201,7 @@ public struct TreeContents {
     public mutating func remove(_ name: String, in parent: Inode) throws(FSError) {
         guard let ino = children[parent]?[name] else { throw .noEntry("no entry named '\(name)'") }
         children[parent]![name] = nil
+        if mirrors[parent] == nil && !mirrored.contains(parent) { removals.append(Tree.Removal(parent: parent, name: name)) }
         var stack = [ino]
         while let next = stack.popLast() {
             if let sub = children.removeValue(forKey: next) { stack.append(contentsOf: sub.values) }

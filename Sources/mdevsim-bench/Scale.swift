@@ -14,6 +14,7 @@ struct Scale: ParsableCommand {
     @Option(help: "Device counts to reach, comma-separated.") var counts = "10,100,1000,10000"
     @Option(help: "The mdevsim binary (default: beside this one).") var mdevsim: String?
     @Flag(help: "Skip mdevctl list (when mdevctl is not installed).") var noMdevctl = false
+    @Option(help: "Run the daemon with --cache-entries SECONDS (default: the daemon's default; 0: live lookups).") var cacheEntries: Double?
     @Flag(help: "Print JSON.") var json = false
 
     struct Row: Encodable {
@@ -37,7 +38,7 @@ struct Scale: ParsableCommand {
         let perParent = 64
         let (config, _) = try IdleMemory.writeHostConfig(vGPUs: most, perParent: perParent)
         defer { unlink(config) }
-        let daemon = try Daemon(binary: binary, arguments: ["--config", config])
+        let daemon = try Daemon(binary: binary, arguments: ["--config", config] + (cacheEntries.map { ["--cache-entries", String($0)] } ?? []))
         defer { daemon.stop() }
         let bus = daemon.root + "/sys/class/mdev_bus"
         let devices = daemon.root + "/sys/bus/mdev/devices"

@@ -63,6 +63,12 @@ struct Mount: ParsableCommand {
     @Flag(name: .long, help: "Let other users use the mount (needs user_allow_other in /etc/fuse.conf for non-root).")
     var allowOther = false
 
+    @Option(name: .customLong("cache-entries"), help: ArgumentHelp(
+        "Let the kernel cache directory and link entries for SECONDS (default 1; 0: every lookup reaches mdevsim).",
+        discussion: "Path walks then mostly skip the daemon: mdevctl list over 10,000 vGPUs takes ~1 s instead of ~10 s. Removed entries are invalidated before the removing write returns (with --single-threaded, a moment after); attribute files are never cached; while fault rules are active nothing is cached, and an entry cached in the second before a rule was added does not see its lookup faults.",
+        valueName: "SECONDS"))
+    var cacheEntries: Double = 1
+
     @Flag(name: .long, help: "Serve requests on a single thread.")
     var singleThreaded = false
 
@@ -150,6 +156,7 @@ struct Mount: ParsableCommand {
         var options = MountOptions()
         options.allowOther = allowOther
         options.singleThreaded = singleThreaded
+        options.entryCacheSeconds = max(0, cacheEntries)
         options.debug = fuseDebug
         let session: FuseSession
         do {
