@@ -33,7 +33,8 @@ struct Codec: ParsableCommand {
         for round in 0..<rounds {
             let src = device(seed: UInt64(round + 1))
             src.gpu.fillWorkingSet()
-            var blob = [UInt8](repeating: 0, count: src.stopCopySize + (64 << 20))
+            // Touched before timing (1s, not lazily mapped zero pages), as the memcpy destination is.
+            var blob = [UInt8](repeating: 1, count: src.stopCopySize + (64 << 20))
             var n = 0
             var t0 = Date()
             try src.setState(.stopCopy)

@@ -42,9 +42,8 @@ struct ToolkitBench: ParsableCommand {
         let blobPath = "/dev/shm/mdevsim-bench-\(getpid()).blob"
         defer { unlink(blobPath) }
         try put(d + "/migration/state", "STOP")
+        var blob = [UInt8](repeating: 1, count: bytes + (16 << 20))
         t0 = Date()
-        var blob = [UInt8]()
-        blob.reserveCapacity(bytes + (1 << 20))
         try put(d + "/migration/state", "STOP_COPY")
         try readAll(d + "/migration/data", into: &blob)
         try put(s + "/reset", "1")
