@@ -64,7 +64,7 @@ struct Mount: ParsableCommand {
     var allowOther = false
 
     @Option(name: .customLong("cache-entries"), help: ArgumentHelp(
-        "Let the kernel cache directory and link entries for SECONDS (default 1; 0: every lookup reaches mdevsim).",
+        "Let the kernel cache directory and link entries for SECONDS (0: every lookup reaches mdevsim).",
         discussion: "Path walks then mostly skip the daemon: mdevctl list over 10,000 vGPUs takes ~1 s instead of ~10 s. Removed entries are invalidated before the removing write returns (with --single-threaded, a moment after); attribute files are never cached; while fault rules are active nothing is cached, and an entry cached in the second before a rule was added does not see its lookup faults.",
         valueName: "SECONDS"))
     var cacheEntries: Double = 1
@@ -79,6 +79,9 @@ struct Mount: ParsableCommand {
     var fuseDebug = false
 
     func validate() throws {
+        guard cacheEntries >= 0, cacheEntries.isFinite else {
+            throw ValidationError("--cache-entries must be 0 or more seconds, not \(cacheEntries)")
+        }
         if let clock, !["real", "stepped"].contains(clock) {
             throw ValidationError("--clock must be 'real' or 'stepped'")
         }
@@ -156,7 +159,7 @@ struct Mount: ParsableCommand {
         var options = MountOptions()
         options.allowOther = allowOther
         options.singleThreaded = singleThreaded
-        options.entryCacheSeconds = max(0, cacheEntries)
+        options.entryCacheSeconds = cacheEntries
         options.debug = fuseDebug
         let session: FuseSession
         do {

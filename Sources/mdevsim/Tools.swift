@@ -396,15 +396,26 @@ struct VFIOInfo: ParsableCommand {
         discussion: "  mdevsim vfio-info /dev/vfio/devices/vfio0"
     )
     @Argument(help: "A VFIO device node (vfio cdev).") var device: String
+    @Flag(help: "Print JSON.") var json = false
+
+    struct Info: Encodable {
+        let device: String
+        let features: String
+        let state: String
+        let stopCopySize: Int?
+        enum CodingKeys: String, CodingKey { case device, features, state, stopCopySize = "stop_copy_size" }
+    }
 
     func run() throws {
         try runTool("vfio-info") {
             let d: RealVFIODevice
             do { d = try RealVFIODevice(path: device) } catch { throw ToolError("\(error)") }
-            print("device:   \(device)")
-            print("features: \(d.features)")
-            print("state:    \(try d.currentState())")
-            if let size = try? d.stopCopyBytes() { print("stop_copy_size: \(size)") }
+            let info = Info(device: device, features: "\(d.features)", state: "\(try d.currentState())", stopCopySize: try? d.stopCopyBytes())
+            if json { printJSON(info); return }
+            print("device:   \(info.device)")
+            print("features: \(info.features)")
+            print("state:    \(info.state)")
+            if let size = info.stopCopySize { print("stop_copy_size: \(size)") }
         }
     }
 }

@@ -71,6 +71,9 @@ struct DaemonTests {
         r = try run(mdevsimBinary, ["mount", dir, "--config", dir + "/missing.yaml"])
         #expect(r.status == 1)
         #expect(r.err.contains("missing.yaml: cannot read the config file"), "\(r)")
+        r = try run(mdevsimBinary, ["mount", dir, "--cache-entries=-1"])
+        #expect(r.status == 64)
+        #expect(r.err.contains("--cache-entries must be 0 or more seconds"), "\(r)")
         #expect(!isMounted(dir))
     }
 
