@@ -63,15 +63,8 @@ public final class RealVFIODevice: MigrationEndpoint {
 
     // MARK: MigrationEndpoint
 
-    public var state: MigrationState {
-        var raw: UInt32 = 0
-        let rc = kernel.getState(fd, &raw)
-        guard rc == 0, let s = MigrationState(rawValue: raw) else {
-            _ = fail(Int(rc == 0 ? -EPROTO : rc), "getting the migration state")
-            return .error
-        }
-        return s
-    }
+    /// The state; ERROR when it cannot be read (the reason is the last error).
+    public var state: MigrationState { (try? currentState()) ?? .error }
 
     /// The state, or the reason it could not be read.
     public func currentState() throws(MigrationError) -> MigrationState {
