@@ -90,7 +90,7 @@ let package = Package(
         ),
         .target(
             name: "FuzzTargets",
-            dependencies: ["Faults", "GPUModel", "MdevCore", "Migration", "Simulator", "StateStream", "Toolkit", "VirtualFS"]
+            dependencies: ["Faults", "GPUModel", "MdevCore", "MdevSysfs", "Migration", "Simulator", "StateStream", "Toolkit", "VirtualFS"]
         ),
         .target(name: "CFuzzDriver"),
         .executableTarget(name: "mdevsim-fuzz", dependencies: ["CFuzzDriver", "FuzzTargets"]),

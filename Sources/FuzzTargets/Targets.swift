@@ -2,6 +2,7 @@ import Faults
 import Foundation
 import GPUModel
 import MdevCore
+import MdevSysfs
 import Migration
 import Simulator
 import StateStream
@@ -265,11 +266,7 @@ enum AttributeTarget {
                 continue
             }
             guard !files.isEmpty else { continue }
-            let path = files[choice % files.count]
-            guard let node = try? host.tree.resolve(path), case .file(let content) = node.kind,
-                  let open = try? content.open(node, access: .write) else { continue }
-            _ = value.withUnsafeBytes { raw in try? open.write(offset: 0, data: raw) }
-            open.release()
+            _ = try? host.tree.writeFile(files[choice % files.count], value)
             host.faults.clear()
             check(host)
         }
@@ -292,22 +289,21 @@ enum AttributeTarget {
         return out.sorted()
     }
 
-    /// The bus and the tree agree on which devices exist, and no pool is overdrawn.
+    /// The bus and the tree agree on which devices exist and on what each pool
+    /// has left, and no pool is overdrawn.
     static func check(_ host: SimulatedHost) {
         let listed = (try? host.tree.resolve("sys/bus/mdev/devices")).flatMap { try? host.tree.entries(of: $0.ino) }?
             .filter { $0.name != "." && $0.name != ".." }.count ?? -1
         invariant(listed == host.bus.devices.count, "sys/bus/mdev/devices lists \(listed), the bus has \(host.bus.devices.count)")
         for parent in host.bus.parents {
             for type in parent.types {
-                let text = (try? host.tree.resolve("sys/class/mdev_bus/\(parent.name)/mdev_supported_types/\(type.id)/available_instances"))
-                    .flatMap { node -> String? in
-                        guard case .file(let c) = node.kind, let o = try? c.open(node, access: .read),
-                              let b = try? o.readBytes(offset: 0, size: 64) else { return nil }
-                        return String(decoding: b, as: UTF8.self)
-                    }
-                if let text, let n = Int(text.trimmingCharacters(in: .whitespacesAndNewlines)) {
-                    invariant(n >= 0, "available_instances of \(type.id) is \(n)")
-                }
+                // The real path: Tree.resolve follows no links, and sys/class entries are links.
+                let path = SysfsView.parentPath(parent) + "/mdev_supported_types/\(type.id)/available_instances"
+                let text = (try? host.tree.readFile(path, size: 64)).map { String(decoding: $0, as: UTF8.self) }
+                let n = text.flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+                invariant(n != nil, "\(path) reads '\(text ?? "nothing")'")
+                invariant(n! >= 0, "available_instances of \(type.id) is \(n!)")
+                invariant(n == host.bus.availableInstances(of: type), "\(path) reads \(n!), the bus says \(host.bus.availableInstances(of: type))")
             }
         }
     }

@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// How a file is opened.
 public struct OpenAccess: OptionSet, Sendable {
     public let rawValue: UInt8
@@ -50,5 +54,34 @@ extension OpenFile {
         var out: [UInt8] = []
         try read(offset: offset, size: size) { out = Array($0) }
         return out
+    }
+}
+
+extension Tree {
+    /// Opens the file at `path` (no links followed), writes `bytes` at offset 0
+    /// and releases it: a client's open+write+close without FUSE or the
+    /// operation hook. For tests, fuzz targets and tools off the hot path.
+    @discardableResult
+    public func writeFile(_ path: String, _ bytes: [UInt8]) throws(FSError) -> Int {
+        let file = try openFile(path, .write)
+        defer { file.release() }
+        var result: Result<Int, FSError> = .success(0)
+        bytes.withUnsafeBytes { raw in
+            do throws(FSError) { result = .success(try file.write(offset: 0, data: raw)) } catch { result = .failure(error) }
+        }
+        return try result.get()
+    }
+
+    /// Opens the file at `path`, reads up to `size` bytes from offset 0 and releases it.
+    public func readFile(_ path: String, size: Int = 4096) throws(FSError) -> [UInt8] {
+        let file = try openFile(path, .read)
+        defer { file.release() }
+        return try file.readBytes(offset: 0, size: size)
+    }
+
+    private func openFile(_ path: String, _ access: OpenAccess) throws(FSError) -> any OpenFile {
+        let node = try resolve(path)
+        guard case .file(let content) = node.kind else { throw FSError(EISDIR, "\(path) is not a file") }
+        return try content.open(node, access: access)
     }
 }

@@ -13,25 +13,13 @@ import VirtualFS
 /// TSan cannot see, so TSan is not part of CI; see the notes of issue 9.)
 @Suite("one host, many threads (the FUSE bridge's calls, no FUSE)")
 struct ConcurrentHostTests {
+    /// The errno of an open+write+close of `text` (0 for success).
     func write(_ tree: Tree, _ path: String, _ text: String) -> Int32 {
-        do throws(FSError) {
-            let node = try tree.resolve(path)
-            guard case .file(let content) = node.kind else { return EISDIR }
-            let file = try content.open(node, access: .write)
-            defer { file.release() }
-            var rc: Int32 = 0
-            Array(text.utf8).withUnsafeBytes { raw in
-                do throws(FSError) { _ = try file.write(offset: 0, data: raw) } catch { rc = error.errno }
-            }
-            return rc
-        } catch { return error.errno }
+        do throws(FSError) { try tree.writeFile(path, Array(text.utf8)); return 0 } catch { return error.errno }
     }
 
     func read(_ tree: Tree, _ path: String) -> String? {
-        guard let node = try? tree.resolve(path), case .file(let content) = node.kind,
-              let file = try? content.open(node, access: .read), let bytes = try? file.readBytes(offset: 0, size: 4096) else { return nil }
-        file.release()
-        return String(decoding: bytes, as: UTF8.self)
+        (try? tree.readFile(path)).map { String(decoding: $0, as: UTF8.self) }
     }
 
     @Test("creates, removes, listings and attribute reads from 8 threads keep the bus, the tree and the pool consistent")
