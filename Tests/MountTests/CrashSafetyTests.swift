@@ -6,15 +6,6 @@ import Testing
 /// What happens when a process dies or is told to stop at the worst moment.
 @Suite("crash safety and permissions", .enabled(if: canMount && haveMdevsimBinary), .timeLimit(.minutes(2)))
 struct CrashSafetyTests {
-    func waitFor(_ seconds: Double = 10, _ condition: () -> Bool) -> Bool {
-        let deadline = Date().addingTimeInterval(seconds)
-        while Date() < deadline {
-            if condition() { return true }
-            usleep(10_000)
-        }
-        return condition()
-    }
-
     func state(_ h: MountedHost, _ uuid: String) -> String {
         ((try? readText(h.vfio(uuid) + "/migration/state")) ?? "?").trimmingCharacters(in: .whitespacesAndNewlines)
     }
@@ -82,7 +73,7 @@ struct CrashSafetyTests {
         #expect(migrate.terminationStatus != 0)
         let message = (try? String(contentsOf: err, encoding: .utf8)) ?? ""
         #expect(message.contains("migration failed at step"), "\(message)")
-        #expect(waitFor { !((try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? "").contains(" \(dir) ") })
+        #expect(waitFor { !isMounted(dir) })
     }
 
     @Test("a client killed in the middle of data reads leaves the device usable: a new session or a reset recovers it")
@@ -149,22 +140,16 @@ struct CrashSafetyTests {
         }
         var options = testMountOptions
         options.allowOther = true
-        let dir = makeTempDirectory()
-        chmod(dir, 0o755)
-        let host = try SimulatedHost(config: .builtIn)
-        let mount = try BackgroundMount(tree: host.tree, mountpoint: dir, options: options, logger: testLogger)
-        defer {
-            mount.stop()
-            try? FileManager.default.removeItem(atPath: dir)
+        try withMountedHost(options: options) { h in
+            let type = h.typeDir("i915-GVTg_V5_4")
+            var r = try statAsNobody(type + "/available_instances")
+            #expect(r.status == 0 && r.out == "444\n", "\(r)")
+            r = try statAsNobody(type + "/create")
+            #expect(r.status == 0 && r.out == "200\n", "\(r)")
+            // create is write-only for root: nobody is refused by the kernel before the daemon sees it.
+            r = try run("/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", "/bin/sh", "-c", "echo \(uuidA) > \(type)/create"])
+            #expect(r.status != 0 && r.err.contains("Permission denied"), "\(r)")
+            #expect(h.bus.devices.isEmpty)
         }
-        let type = dir + "/sys/class/mdev_bus/0000:00:02.0/mdev_supported_types/i915-GVTg_V5_4"
-        var r = try statAsNobody(type + "/available_instances")
-        #expect(r.status == 0 && r.out == "444\n", "\(r)")
-        r = try statAsNobody(type + "/create")
-        #expect(r.status == 0 && r.out == "200\n", "\(r)")
-        // create is write-only for root: nobody is refused by the kernel before the daemon sees it.
-        r = try run("/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", "/bin/sh", "-c", "echo \(uuidA) > \(type)/create"])
-        #expect(r.status != 0 && r.err.contains("Permission denied"), "\(r)")
-        #expect(host.bus.devices.isEmpty)
     }
 }

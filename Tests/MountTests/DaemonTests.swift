@@ -4,20 +4,6 @@ import Testing
 /// The `mdevsim` executable as a user runs it: its own process, signals, exit codes.
 @Suite("mdevsim daemon process", .enabled(if: canMount && haveMdevsimBinary), .timeLimit(.minutes(1)))
 struct DaemonTests {
-    func isMounted(_ path: String) -> Bool {
-        let mounts = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? ""
-        return mounts.split(separator: "\n").contains { $0.split(separator: " ").dropFirst(4).first.map(String.init) == path }
-    }
-
-    func waitFor(_ condition: () -> Bool, seconds: Double = 10) -> Bool {
-        let deadline = Date().addingTimeInterval(seconds)
-        while Date() < deadline {
-            if condition() { return true }
-            usleep(10_000)
-        }
-        return condition()
-    }
-
     func startDaemon(_ dir: String, _ extra: [String] = []) throws -> Process {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: mdevsimBinary)

@@ -10,14 +10,7 @@ struct EntryCacheTests {
     func withCachedMount(_ body: (MountedHost) throws -> Void) throws {
         var options = testMountOptions
         options.entryCacheSeconds = 60
-        let dir = makeTempDirectory()
-        let host = try SimulatedHost(config: .builtIn)
-        let mount = try BackgroundMount(tree: host.tree, mountpoint: dir, options: options, logger: testLogger)
-        defer {
-            mount.stop()
-            try? FileManager.default.removeItem(atPath: dir)
-        }
-        try body(MountedHost(root: dir, host: host))
+        try withMountedHost(options: options, body)
     }
 
     func exists(_ path: String) -> Bool {

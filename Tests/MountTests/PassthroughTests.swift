@@ -18,11 +18,7 @@ struct PassthroughTests {
         }
         var p = ParentConfig(address: "0000:00:10.0")
         p.iommuGroup = 40
-        let host = try SimulatedHost(config: config ?? HostConfig(parents: [p]), tree: tree)
-        let dir = makeTempDirectory()
-        let mount = try BackgroundMount(tree: host.tree, mountpoint: dir, options: testMountOptions, logger: testLogger)
-        defer { mount.stop() }
-        return try body(dir, host)
+        return try withMounted(try SimulatedHost(config: config ?? HostConfig(parents: [p]), tree: tree)) { try body($0.root, $0.host) }
     }
 
     @Test("this machine's PCI devices mirrored: every stable readable file and every link equals the original")

@@ -119,13 +119,7 @@ func withRealDevices(_ body: (MountedHost, SimulatedKernel, MigrationDevice, Mig
         let path = "/dev/vfio/devices/vfio\(n)"
         try host.vfio.addExternal(id: "vfio\(n)", endpoint: try RealVFIODevice(path: path, kernel: kernel), source: path)
     }
-    let dir = makeTempDirectory()
-    let mount = try BackgroundMount(tree: host.tree, mountpoint: dir, options: testMountOptions, logger: testLogger)
-    defer {
-        mount.stop()
-        try? FileManager.default.removeItem(atPath: dir)
-    }
-    try body(MountedHost(root: dir, host: host), kernel, a, b)
+    try withMounted(host) { try body($0, kernel, a, b) }
 }
 
 @Suite("Real-device migration backend (kernel v2 ioctls, simulated kernel)", .enabled(if: haveMdevsimBinary), .serialized)

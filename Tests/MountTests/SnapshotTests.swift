@@ -18,11 +18,7 @@ struct SnapshotTests {
     func mounted<R>(_ snapshot: Snapshot, config: HostConfig, _ body: (String) throws -> R) throws -> R {
         let tree = Tree()
         try snapshot.add(to: tree)
-        let host = try SimulatedHost(config: config, tree: tree)
-        let dir = makeTempDirectory()
-        let mount = try BackgroundMount(tree: host.tree, mountpoint: dir, options: testMountOptions, logger: testLogger)
-        defer { mount.stop() }
-        return try body(dir)
+        return try withMounted(try SimulatedHost(config: config, tree: tree)) { try body($0.root) }
     }
 
     @Test("snapshot, mount, snapshot again: every entry, mode, content and failure is the same")

@@ -63,15 +63,36 @@ func makeTempDirectory(_ prefix: String = "mdevsim-test") -> String {
     return path
 }
 
-func withMountedHost<R>(_ config: HostConfig = .builtIn, _ body: (MountedHost) throws -> R) throws -> R {
+func withMountedHost<R>(_ config: HostConfig = .builtIn, options: MountOptions = testMountOptions,
+                        _ body: (MountedHost) throws -> R) throws -> R {
+    try withMounted(try SimulatedHost(config: config), options: options, body)
+}
+
+/// Mounts a host a test built itself (a snapshot tree, mirrors, extra
+/// devices) in this process on a fresh directory; always unmounted and removed.
+func withMounted<R>(_ host: SimulatedHost, options: MountOptions = testMountOptions,
+                    _ body: (MountedHost) throws -> R) throws -> R {
     let dir = makeTempDirectory()
-    let host = try SimulatedHost(config: config)
-    let mount = try BackgroundMount(tree: host.tree, mountpoint: dir, options: testMountOptions, logger: testLogger)
-    defer {
-        mount.stop()
-        try? FileManager.default.removeItem(atPath: dir)
-    }
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let mount = try BackgroundMount(tree: host.tree, mountpoint: dir, options: options, logger: testLogger)
+    defer { mount.stop() }
     return try body(MountedHost(root: dir, host: host))
+}
+
+/// Polls `condition` every 10 ms for up to `seconds`.
+func waitFor(_ condition: () -> Bool, seconds: Double = 10) -> Bool {
+    let deadline = Date().addingTimeInterval(seconds)
+    while Date() < deadline {
+        if condition() { return true }
+        usleep(10_000)
+    }
+    return condition()
+}
+
+/// Whether `path` is a mount point in this process's namespace.
+func isMounted(_ path: String) -> Bool {
+    let mounts = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? ""
+    return mounts.split(separator: "\n").contains { $0.split(separator: " ").dropFirst(4).first.map(String.init) == path }
 }
 
 // MARK: Plain POSIX file calls, reporting errno

@@ -268,19 +268,18 @@ struct ToolkitTests {
         let host = try SimulatedHost(config: stepped)
         let device = try host.addReplayDevice(blob: blob, uuid: uuidC)
         #expect(device.type.id == "i915-GVTg_V5_8")
-        let dir = makeTempDirectory()
-        let mount = try BackgroundMount(tree: host.tree, mountpoint: dir, options: testMountOptions, logger: testLogger)
-        defer { mount.stop() }
-        let vfio = dir + "/vfio/" + uuidC
-        let out = tempFile("again.blob")
-        #expect(try mdevsim("record", vfio, "-o", out, "--resume-source").status == 0)
-        #expect(try readBytes(out) == blob)
-        #expect(try mdevsim("replay", out, vfio).status == 0)
-        var changed = blob
-        changed[changed.count - 30] ^= 0xff
-        try Data(changed).write(to: URL(fileURLWithPath: out))
-        let r = try mdevsim("replay", out, vfio)
-        #expect(r.status == 1)
-        #expect(r.err.contains("byte \(blob.count - 30) is 0x"), "\(r)")
+        try withMounted(host) { m in
+            let vfio = m.root + "/vfio/" + uuidC
+            let out = tempFile("again.blob")
+            #expect(try mdevsim("record", vfio, "-o", out, "--resume-source").status == 0)
+            #expect(try readBytes(out) == blob)
+            #expect(try mdevsim("replay", out, vfio).status == 0)
+            var changed = blob
+            changed[changed.count - 30] ^= 0xff
+            try Data(changed).write(to: URL(fileURLWithPath: out))
+            let r = try mdevsim("replay", out, vfio)
+            #expect(r.status == 1)
+            #expect(r.err.contains("byte \(blob.count - 30) is 0x"), "\(r)")
+        }
     }
 }
