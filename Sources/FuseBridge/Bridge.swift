@@ -24,8 +24,8 @@ final class Dispatcher: @unchecked Sendable {
     }
 
     /// How long the kernel may keep this node's entry and attributes.
-    func cacheTimeout(_ node: Node) -> Double {
-        guard cacheSeconds > 0, !(tree.hook?.isActive ?? false), tree.isCacheable(node) else { return 0 }
+    func cacheTimeout(cacheable: Bool) -> Double {
+        guard cacheable, cacheSeconds > 0, !(tree.hook?.isActive ?? false) else { return 0 }
         return cacheSeconds
     }
 
@@ -118,12 +118,12 @@ enum Bridge {
         ops.lookup = { req, parent, name in
             let d = Dispatcher.from(req)
             do throws(FSError) {
-                let node = try d.tree.lookup(parent: parent, name: String(cString: name!))
+                let (node, cacheable) = try d.tree.lookupEntry(parent: parent, name: String(cString: name!))
                 if let errno = d.consult(.lookup, fuse_ino_t(node.ino)) { throw FSError(errno, "injected") }
                 var entry = fuse_entry_param()
                 entry.ino = fuse_ino_t(node.ino)
                 entry.attr = d.attributes(of: node)
-                let timeout = d.cacheTimeout(node)
+                let timeout = d.cacheTimeout(cacheable: cacheable)
                 entry.attr_timeout = timeout
                 entry.entry_timeout = timeout
                 fuse_reply_entry(req, &entry)
@@ -135,10 +135,10 @@ enum Bridge {
         ops.getattr = { req, ino, _ in
             let d = Dispatcher.from(req)
             do throws(FSError) {
-                let node = try d.tree.node(ino)
+                let (node, cacheable) = try d.tree.nodeEntry(ino)
                 var st = d.attributes(of: node)
                 if let errno = d.consult(.getattr, ino) { throw FSError(errno, "injected") }
-                fuse_reply_attr(req, &st, d.cacheTimeout(node))
+                fuse_reply_attr(req, &st, d.cacheTimeout(cacheable: cacheable))
             } catch {
                 d.fail(req, error, "getattr", ino)
             }

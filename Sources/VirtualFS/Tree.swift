@@ -50,15 +50,6 @@ public final class Tree: Sendable {
         }
     }
 
-    /// Whether the kernel may cache this node's entry and attributes: a
-    /// directory or link that is not mirrored from a real directory.
-    public func isCacheable(_ node: Node) -> Bool {
-        switch node.kind {
-        case .file: return false
-        case .directory, .symlink: return contents.withLock { !$0.mirrored.contains(node.ino) && $0.mirrors[node.ino] == nil }
-        }
-    }
-
     public func node(_ ino: Inode) throws(FSError) -> Node {
         guard let node = contents.withLock({ $0.nodes[ino] }) else {
             throw .noEntry("inode \(ino) is no longer in the tree")
@@ -70,6 +61,24 @@ public final class Tree: Sendable {
         try contents.withLock { (c: inout TreeContents) throws(FSError) -> Node in
             if c.mirrors[parent] != nil { c.refresh(parent, name: name) }
             return try c.lookup(parent: parent, name: name)
+        }
+    }
+
+    /// `lookup` and whether the kernel may cache the entry and its attributes
+    /// (a directory or link not mirrored from a real directory), under one lock.
+    public func lookupEntry(parent: Inode, name: String) throws(FSError) -> (node: Node, cacheable: Bool) {
+        try contents.withLock { (c: inout TreeContents) throws(FSError) -> (node: Node, cacheable: Bool) in
+            if c.mirrors[parent] != nil { c.refresh(parent, name: name) }
+            let node = try c.lookup(parent: parent, name: name)
+            return (node, c.isCacheable(node))
+        }
+    }
+
+    /// `node` and whether its attributes may be cached, under one lock.
+    public func nodeEntry(_ ino: Inode) throws(FSError) -> (node: Node, cacheable: Bool) {
+        try contents.withLock { (c: inout TreeContents) throws(FSError) -> (node: Node, cacheable: Bool) in
+            guard let node = c.nodes[ino] else { throw .noEntry("inode \(ino) is no longer in the tree") }
+            return (node, c.isCacheable(node))
         }
     }
 
@@ -124,6 +133,13 @@ public struct TreeContents {
         nodes[root.ino] = root
         children[root.ino] = [:]
         nextIno = Tree.rootIno + 1
+    }
+
+    /// A directory or link that is not mirrored from a real directory: its
+    /// name and attributes change only through `Tree.update`.
+    func isCacheable(_ node: Node) -> Bool {
+        if case .file = node.kind { return false }
+        return !mirrored.contains(node.ino) && mirrors[node.ino] == nil
     }
 
     public func lookup(parent: Inode, name: String) throws(FSError) -> Node {
