@@ -157,7 +157,11 @@ public final class VFIOView: MdevBusObserver, @unchecked Sendable {
                 throw FSError(EEXIST, "vfio/\(id) already exists; give the device another name (PATH:NAME)")
             }
             let dir = try c.directory(id, in: vfioRoot)
-            let info = "{\n  \"backend\": \"vfio-kernel\",\n  \"device\": \"\(source)\",\n  \"features\": \"\(endpoint.features)\"\n}\n"
+            // The path is the user's: encoded, so quotes or backslashes in it keep the JSON valid.
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = .withoutEscapingSlashes
+            func quoted(_ text: String) -> String { String(decoding: (try? encoder.encode(text)) ?? Data("\"\"".utf8), as: UTF8.self) }
+            let info = "{\n  \"backend\": \"vfio-kernel\",\n  \"device\": \(quoted(source)),\n  \"features\": \(quoted("\(endpoint.features)"))\n}\n"
             try c.attribute("info", in: dir, .constant(info))
             try c.directory("regions", in: dir)
             try c.attribute("reset", in: dir, Attribute(store: { (bytes: [UInt8]) throws(FSError) in

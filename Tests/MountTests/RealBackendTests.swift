@@ -129,6 +129,7 @@ struct RealBackendTests {
         try withRealDevices { m, kernel, a, b in
             #expect(try readText(m.vfio("vfio7") + "/migration/features") == "\(a.features)\n", "the kernel's VFIO_DEVICE_FEATURE_MIGRATION flags")
             #expect(try readText(m.vfio("vfio7") + "/info").contains("\"backend\": \"vfio-kernel\""))
+            #expect(try readText(m.vfio("vfio7") + "/info").contains("\"device\": \"/dev/vfio/devices/vfio7\""))
             #expect(a.gpu.stateDigest != b.gpu.stateDigest)
             let blob = makeTempDirectory("blob") + "/real.blob"
             let rec = try run(mdevsimBinary, ["record", m.vfio("vfio7"), "-o", blob, "--live"])
