@@ -58,10 +58,7 @@ public final class Tree: Sendable {
     }
 
     public func lookup(parent: Inode, name: String) throws(FSError) -> Node {
-        try contents.withLock { (c: inout TreeContents) throws(FSError) -> Node in
-            if c.mirrors[parent] != nil { c.refresh(parent, name: name) }
-            return try c.lookup(parent: parent, name: name)
-        }
+        try lookupEntry(parent: parent, name: name).node
     }
 
     /// `lookup` and whether the kernel may cache the entry and its attributes
