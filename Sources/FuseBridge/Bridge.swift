@@ -13,6 +13,8 @@ final class Dispatcher: @unchecked Sendable {
 
     /// MountOptions.entryCacheSeconds.
     let cacheSeconds: Double
+    /// Set once before the session serves its first request, when entries are cached.
+    var invalidator: Invalidator?
 
     init(tree: Tree, logger: Logger, cacheSeconds: Double = 0) {
         self.tree = tree
@@ -45,6 +47,15 @@ final class Dispatcher: @unchecked Sendable {
             shortRead?.pointee = n
             return nil
         }
+    }
+
+    /// Replies to a request that may have removed entries (a write, a
+    /// truncation, a release) only after their invalidations reached the
+    /// kernel; at once when none are queued.
+    func replyAfterInvalidations(_ req: fuse_req_t?, _ reply: @escaping @Sendable (fuse_req_t?) -> Void) {
+        guard let invalidator else { return reply(req) }
+        let pending = PendingRequest(req: req)
+        invalidator.afterPending { reply(pending.req) }
     }
 
     static func from(_ req: fuse_req_t?) -> Dispatcher {
@@ -220,9 +231,11 @@ enum Bridge {
             do throws(FSError) {
                 if let errno = Dispatcher.from(req).consult(.write, ino) { throw FSError(errno, "injected") }
                 let written = try box.file.write(offset: Int(offset), data: UnsafeRawBufferPointer(start: buf, count: size))
-                fuse_reply_write(req, written)
+                // Writes are what change the tree (create, remove, surprise removal).
+                Dispatcher.from(req).replyAfterInvalidations(req) { fuse_reply_write($0, written) }
             } catch {
-                Dispatcher.from(req).fail(req, error, "write", ino, loud: true)
+                let d = Dispatcher.from(req)
+                d.replyAfterInvalidations(req) { d.fail($0, error, "write", ino, loud: true) }
             }
         }
 

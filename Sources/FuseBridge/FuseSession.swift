@@ -57,34 +57,20 @@ public final class FuseSession: @unchecked Sendable {
         if options.autoUnmount {
             FuseSession.orderWatchdogAfterDevice(device: fuse_session_fd(se), sockets: FuseSession.socketDescriptors().subtracting(socketsBefore))
         }
-        if options.entryCacheSeconds > 0 { invalidateRemovals(se, singleThreaded: options.singleThreaded) }
+        if options.entryCacheSeconds > 0 { invalidateRemovals(se) }
     }
 
     let tree: Tree
-    private var invalidationQueue: DispatchQueue?
+    private var invalidator: Invalidator?
 
     /// With an entry cache, a removed entry must leave the kernel's cache
     /// before the write that removed it returns, or a client could still stat
-    /// it. The kernel takes the parent directory's lock to invalidate, so it
-    /// must never wait on a request this daemon cannot answer meanwhile: with
-    /// a thread pool another worker answers; a single-threaded session hands
-    /// the invalidation to its own thread instead (removals then leave the
-    /// cache a moment after the write returns).
-    private func invalidateRemovals(_ se: OpaquePointer, singleThreaded: Bool) {
-        struct Session: @unchecked Sendable { let se: OpaquePointer }
-        let session = Session(se: se)
-        let send: @Sendable ([Tree.Removal]) -> Void = { removals in
-            for r in removals {
-                _ = r.name.withCString { fuse_lowlevel_notify_inval_entry(session.se, fuse_ino_t(r.parent), $0, strlen($0)) }
-            }
-        }
-        if singleThreaded {
-            let queue = DispatchQueue(label: "mdevsim.invalidate")
-            invalidationQueue = queue
-            tree.onRemovals { removals in queue.async { send(removals) } }
-        } else {
-            tree.onRemovals(send)
-        }
+    /// it; `Invalidator` does it without a lock held or a worker waiting.
+    private func invalidateRemovals(_ se: OpaquePointer) {
+        let invalidator = Invalidator(session: se)
+        self.invalidator = invalidator
+        dispatcher.invalidator = invalidator
+        tree.onRemovals { removals in invalidator.enqueue(removals) }
     }
 
     /// The unix sockets this process has open.
@@ -158,7 +144,7 @@ public final class FuseSession: @unchecked Sendable {
 
     deinit {
         tree.onRemovals(nil)
-        invalidationQueue?.sync {}   // no invalidation may outlive the session
+        invalidator?.drain()   // no invalidation or reply may outlive the session
         fuse_session_destroy(session)
     }
 }
