@@ -8,6 +8,7 @@ command -v fusermount3 >/dev/null || need+=(fuse3)
 command -v mdevctl >/dev/null || need+=(mdevctl)
 command -v lspci >/dev/null || need+=(pciutils)
 command -v gcc >/dev/null || need+=(gcc)
+command -v python3 >/dev/null || need+=(python3)
 if [ ${#need[@]} -gt 0 ]; then
     echo "mdevsim: installing ${need[*]}" >&2
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo

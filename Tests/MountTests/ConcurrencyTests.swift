@@ -2,7 +2,7 @@ import Foundation
 import MdevCore
 import Testing
 
-@Suite("concurrent clients on one mount", .enabled(if: canMount), .timeLimit(.minutes(1)))
+@Suite("concurrent clients on one mount", .requires(canMount, "needs /dev/fuse and fusermount3"), .timeLimit(.minutes(1)))
 struct ConcurrencyTests {
     @Test("many threads create the same UUID: exactly one wins, the rest get EEXIST")
     func sameUUID() throws {

@@ -4,7 +4,7 @@ import Simulator
 import Testing
 
 /// What happens when a process dies or is told to stop at the worst moment.
-@Suite("crash safety and permissions", .enabled(if: canMount && haveMdevsimBinary), .timeLimit(.minutes(2)))
+@Suite("crash safety and permissions", .requires(canMount && haveMdevsimBinary, "needs /dev/fuse, fusermount3 and the mdevsim binary"), .timeLimit(.minutes(2)))
 struct CrashSafetyTests {
     func state(_ h: MountedHost, _ uuid: String) -> String {
         ((try? readText(h.vfio(uuid) + "/migration/state")) ?? "?").trimmingCharacters(in: .whitespacesAndNewlines)
@@ -132,7 +132,7 @@ struct CrashSafetyTests {
     }
 
     @Test("by default only the mounting user can use the mount; --allow-other lets others in, with the kernel's modes",
-          .enabled(if: isRoot && FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv")))
+          .requires(isRoot && FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv"), "needs root, setpriv"))
     func permissions() throws {
         try withMountedHost { h in
             let r = try statAsNobody(h.root + "/sys")

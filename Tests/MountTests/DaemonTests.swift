@@ -2,7 +2,7 @@ import Foundation
 import Testing
 
 /// The `mdevsim` executable as a user runs it: its own process, signals, exit codes.
-@Suite("mdevsim daemon process", .enabled(if: canMount && haveMdevsimBinary), .timeLimit(.minutes(1)))
+@Suite("mdevsim daemon process", .requires(canMount && haveMdevsimBinary, "needs /dev/fuse, fusermount3 and the mdevsim binary"), .timeLimit(.minutes(1)))
 struct DaemonTests {
     func startDaemon(_ dir: String, _ extra: [String] = []) throws -> Process {
         let p = Process()

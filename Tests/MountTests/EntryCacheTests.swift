@@ -5,7 +5,7 @@ import Testing
 
 /// `mount --cache-entries`: the kernel caches directory and link entries, and
 /// a removed device must still be gone the moment its `remove` write returns.
-@Suite("entry cache with invalidation", .enabled(if: canMount), .serialized)
+@Suite("entry cache with invalidation", .requires(canMount, "needs /dev/fuse and fusermount3"), .serialized)
 struct EntryCacheTests {
     func withCachedMount(_ body: (MountedHost) throws -> Void) throws {
         var options = testMountOptions

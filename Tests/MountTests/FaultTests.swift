@@ -3,7 +3,7 @@ import MdevCore
 import Testing
 
 /// File-operation faults through `.mdevsim/faults` on a real mount.
-@Suite("fault injection on file operations", .enabled(if: canMount), .timeLimit(.minutes(1)))
+@Suite("fault injection on file operations", .requires(canMount, "needs /dev/fuse and fusermount3"), .timeLimit(.minutes(1)))
 struct FaultTests {
     func add(_ h: MountedHost, _ rule: String) throws { try writeText(h.root + "/.mdevsim/faults", rule) }
 
@@ -120,7 +120,7 @@ struct FaultTests {
     }
 }
 
-@Suite("mdevsim fault and mount --faults", .enabled(if: canMount && haveMdevsimBinary), .timeLimit(.minutes(1)))
+@Suite("mdevsim fault and mount --faults", .requires(canMount && haveMdevsimBinary, "needs /dev/fuse, fusermount3 and the mdevsim binary"), .timeLimit(.minutes(1)))
 struct FaultCommandTests {
     @Test("fault add, list and clear through the CLI; --faults loads a plan at mount")
     func cli() throws {
@@ -151,7 +151,7 @@ struct FaultCommandTests {
 }
 
 /// Migration faults: arcs, the saving stream, resume.
-@Suite("device migration faults", .enabled(if: canMount && haveMdevsimBinary), .timeLimit(.minutes(2)))
+@Suite("device migration faults", .requires(canMount && haveMdevsimBinary, "needs /dev/fuse, fusermount3 and the mdevsim binary"), .timeLimit(.minutes(2)))
 struct DeviceFaultTests {
     let stepped = HostConfig.builtIn.withClock("stepped")
     func add(_ h: MountedHost, _ rule: String) throws { try writeText(h.root + "/.mdevsim/faults", rule) }
@@ -235,7 +235,7 @@ struct DeviceFaultTests {
     }
 }
 
-@Suite("surprise removal", .enabled(if: canMount), .timeLimit(.minutes(1)))
+@Suite("surprise removal", .requires(canMount, "needs /dev/fuse and fusermount3"), .timeLimit(.minutes(1)))
 struct SurpriseRemovalTests {
     @Test("a vGPU in use disappears: its open files get ENODEV, other devices are unaffected")
     func device() throws {
@@ -276,7 +276,7 @@ struct SurpriseRemovalTests {
     }
 }
 
-@Suite("fault kinds that slow or stall a migration, and the soak", .enabled(if: canMount && haveMdevsimBinary), .timeLimit(.minutes(3)))
+@Suite("fault kinds that slow or stall a migration, and the soak", .requires(canMount && haveMdevsimBinary, "needs /dev/fuse, fusermount3 and the mdevsim binary"), .timeLimit(.minutes(3)))
 struct MigrationStressTests {
     @Test("a stalled stream (ENOMSG longer than usual) only delays the migration")
     func stall() throws {

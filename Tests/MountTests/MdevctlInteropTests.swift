@@ -3,7 +3,7 @@ import MdevCore
 import Testing
 
 /// The Debian mdevctl (1.2.0 hard-codes /sys), run unmodified through `mdevsim exec`.
-@Suite("real mdevctl through mdevsim exec", .enabled(if: canMount && isRoot && haveMdevctl && haveMdevsimBinary),
+@Suite("real mdevctl through mdevsim exec", .requires(canMount && isRoot && haveMdevctl && haveMdevsimBinary, "needs /dev/fuse, fusermount3, root, mdevctl (apt-get install mdevctl), the mdevsim binary"),
        .timeLimit(.minutes(2)))
 struct MdevctlInteropTests {
     /// mdevctl against the mount, with its own scratch /etc/mdevctl.d.

@@ -23,7 +23,7 @@ func writeAll(_ fd: Int32, _ bytes: [UInt8], chunk: Int) throws {
     }
 }
 
-@Suite("v2 migration through vfio/<uuid>/migration/ on a real mount", .enabled(if: canMount), .timeLimit(.minutes(1)))
+@Suite("v2 migration through vfio/<uuid>/migration/ on a real mount", .requires(canMount, "needs /dev/fuse and fusermount3"), .timeLimit(.minutes(1)))
 struct MigrationFilesTests {
     let stepped = HostConfig.builtIn.withClock("stepped")
 

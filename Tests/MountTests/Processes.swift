@@ -8,8 +8,8 @@ let mdevsimBinary: String = {
 }()
 
 let haveMdevsimBinary = FileManager.default.isExecutableFile(atPath: mdevsimBinary)
-let haveMdevctl = FileManager.default.isExecutableFile(atPath: "/usr/bin/mdevctl")
-let isRoot = getuid() == 0
+let haveMdevctl = !hiddenPrerequisites.contains("mdevctl") && FileManager.default.isExecutableFile(atPath: "/usr/bin/mdevctl")
+let isRoot = !hiddenPrerequisites.contains("root") && getuid() == 0
 
 struct Ran: CustomStringConvertible {
     let status: Int32

@@ -122,7 +122,7 @@ func withRealDevices(_ body: (MountedHost, SimulatedKernel, MigrationDevice, Mig
     try withMounted(host) { try body($0, kernel, a, b) }
 }
 
-@Suite("Real-device migration backend (kernel v2 ioctls, simulated kernel)", .enabled(if: haveMdevsimBinary), .serialized)
+@Suite("Real-device migration backend (kernel v2 ioctls, simulated kernel)", .requires(haveMdevsimBinary, "needs the mdevsim binary"), .serialized)
 struct RealBackendTests {
     @Test("record and replay run unchanged on a device served through the kernel's ioctls")
     func recordReplay() throws {

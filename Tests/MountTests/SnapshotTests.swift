@@ -6,7 +6,7 @@ import SysfsSnapshot
 import Testing
 import VirtualFS
 
-@Suite("recorded sysfs trees", .enabled(if: canMount), .timeLimit(.minutes(1)))
+@Suite("recorded sysfs trees", .requires(canMount, "needs /dev/fuse and fusermount3"), .timeLimit(.minutes(1)))
 struct SnapshotTests {
     let testdata = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../testdata").standardized.path
     let atSlot16: HostConfig = {
@@ -21,9 +21,8 @@ struct SnapshotTests {
         return try withMounted(try SimulatedHost(config: config, tree: tree)) { try body($0.root) }
     }
 
-    @Test("snapshot, mount, snapshot again: every entry, mode, content and failure is the same")
+    @Test("snapshot, mount, snapshot again: every entry, mode, content and failure is the same", .requires(FileManager.default.fileExists(atPath: "/sys/devices/pci0000:00"), "needs a real PCI tree at /sys/devices/pci0000:00"))
     func roundTrip() throws {
-        guard FileManager.default.fileExists(atPath: "/sys/devices/pci0000:00") else { return }
         let original = try Snapshot.capture("/sys/devices/pci0000:00")
         #expect(original.entries.count > 10)
         try mounted(original, config: atSlot16) { dir in
@@ -42,9 +41,8 @@ struct SnapshotTests {
         }
     }
 
-    @Test("lspci, through mdevsim exec, lists the simulated GPU among the recorded devices")
+    @Test("lspci, through mdevsim exec, lists the simulated GPU among the recorded devices", .requires(isRoot && haveMdevsimBinary && FileManager.default.isExecutableFile(atPath: "/usr/bin/lspci"), "needs root, the mdevsim binary and lspci (apt-get install pciutils)"))
     func lspci() throws {
-        guard isRoot, haveMdevsimBinary, FileManager.default.isExecutableFile(atPath: "/usr/bin/lspci") else { return }
         let snapshot = try Snapshot.load(testdata + "/snapshots/host-pci.json")
         try mounted(snapshot, config: atSlot16) { dir in
             let r = try run(mdevsimBinary, ["exec", dir, "--", "lspci", "-n"])

@@ -7,8 +7,26 @@ import Simulator
 import Testing
 import VirtualFS
 
+/// Whether this is CI's run (`CI=true`): there a missing prerequisite fails
+/// the run instead of skipping the tests that need it.
+let isCI = ProcessInfo.processInfo.environment["CI"] == "true"
+
+/// Prerequisites to pretend are missing (`MDEVSIM_TEST_HIDE=fuse,root,mdevctl`),
+/// to check that a run without them fails in CI and skips visibly elsewhere.
+let hiddenPrerequisites = Set((ProcessInfo.processInfo.environment["MDEVSIM_TEST_HIDE"] ?? "").split(separator: ",").map(String.init))
+
 /// FUSE tests need /dev/fuse and permission to mount.
-let canMount: Bool = access("/dev/fuse", R_OK | W_OK) == 0 && FileManager.default.fileExists(atPath: "/usr/bin/fusermount3")
+let canMount: Bool = !hiddenPrerequisites.contains("fuse")
+    && access("/dev/fuse", R_OK | W_OK) == 0 && FileManager.default.fileExists(atPath: "/usr/bin/fusermount3")
+
+extension Trait where Self == ConditionTrait {
+    /// A suite or test that needs `met`: skipped with `what` as the reason
+    /// (swift test lists it as skipped, never as passed); in CI it runs anyway
+    /// and fails, and `PrerequisiteTests` names what is missing.
+    static func requires(_ met: Bool, _ what: Comment) -> Self {
+        .enabled(if: met || isCI, what)
+    }
+}
 
 let testLogger: Logger = {
     var logger = Logger(label: "mdevsim-test")

@@ -2,7 +2,7 @@ import Foundation
 import MdevCore
 import Testing
 
-@Suite("sysfs tree through a real FUSE mount", .enabled(if: canMount), .timeLimit(.minutes(1)))
+@Suite("sysfs tree through a real FUSE mount", .requires(canMount, "needs /dev/fuse and fusermount3"), .timeLimit(.minutes(1)))
 struct SysfsTreeTests {
     @Test("parent GPU directory with PCI attributes and the kernel's relative links")
     func parentLayout() throws {

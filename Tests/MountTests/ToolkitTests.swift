@@ -5,7 +5,7 @@ import Simulator
 import Testing
 
 /// The stream toolkit as users run it: the real `mdevsim` binary against a real mount.
-@Suite("stream toolkit commands against a real mount", .enabled(if: canMount && haveMdevsimBinary), .timeLimit(.minutes(2)))
+@Suite("stream toolkit commands against a real mount", .requires(canMount && haveMdevsimBinary, "needs /dev/fuse, fusermount3 and the mdevsim binary"), .timeLimit(.minutes(2)))
 struct ToolkitTests {
     let stepped = HostConfig.builtIn.withClock("stepped")
     let testdata = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../testdata").standardized.path

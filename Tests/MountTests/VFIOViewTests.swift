@@ -23,7 +23,7 @@ func openFile(_ path: String, _ flags: Int32 = O_RDWR) throws -> Int32 {
     return fd
 }
 
-@Suite("VFIO device view through a real FUSE mount", .enabled(if: canMount), .timeLimit(.minutes(1)))
+@Suite("VFIO device view through a real FUSE mount", .requires(canMount, "needs /dev/fuse and fusermount3"), .timeLimit(.minutes(1)))
 struct VFIOViewTests {
     let table = RegisterTable.gvt(VGPUGeometry(lowGMBytes: 128 << 20, highGMBytes: 512 << 20))
     func reg(_ name: String) -> Int { table[name]!.offset }

@@ -1,0 +1,21 @@
+import Foundation
+import Testing
+
+/// In CI every prerequisite of the mount and interop suites must be present:
+/// a machine without one fails here, by name, instead of passing by skipping.
+@Suite("prerequisites of the mount and interop suites")
+struct PrerequisiteTests {
+    static let all: [(what: String, met: Bool)] = [
+        ("/dev/fuse readable and writable, and /usr/bin/fusermount3 (apt-get install fuse3)", canMount),
+        ("root (mounts in a private namespace, mdevctl, exec)", isRoot),
+        ("/usr/bin/mdevctl (apt-get install mdevctl)", haveMdevctl),
+        ("the mdevsim binary at \(mdevsimBinary) (swift build)", haveMdevsimBinary),
+        ("/usr/bin/lspci (apt-get install pciutils)", FileManager.default.isExecutableFile(atPath: "/usr/bin/lspci")),
+    ]
+
+    @Test("CI has every prerequisite", .enabled(if: isCI, "outside CI (CI=true) a suite whose prerequisite is missing is skipped instead"))
+    func present() {
+        let missing = Self.all.filter { !$0.met }.map(\.what)
+        #expect(missing.isEmpty, "CI=true but missing: \(missing.joined(separator: "; ")); the suites that need them fail")
+    }
+}
