@@ -121,7 +121,7 @@ public struct FaultRule: Codable, Sendable, Equatable {
         let kinds = [arc != nil, stream != nil, resume != nil, spikeMBps != nil].filter { $0 }.count
         guard kinds == 1 else { throw FaultError("rule '\(name)': give exactly one of arc, stream, resume, spike_mbps") }
         if let spike = spikeMBps {
-            guard spike >= 0, spike <= 100_000 else { throw FaultError("rule '\(name)': spike_mbps must be 0...100000") }
+            guard spike >= 0, spike <= 10_000 else { throw FaultError("rule '\(name)': spike_mbps must be 0...10000 (the highest dirty rate a workload takes)") }
             return .spikeDirtyRate(spike)
         }
         if let arc {

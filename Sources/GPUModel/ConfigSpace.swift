@@ -106,8 +106,37 @@ public struct ConfigSpace: Sendable, Equatable {
     public mutating func reset() { bytes = resetBytes }
 
     /// Loads saved bytes (a resumed device); masks are the device's own.
+    /// Check them with `violation(in:)` first.
     public mutating func load(_ saved: [UInt8]) { bytes = saved }
+
+    /// Why `saved` cannot be this device's config space, or nil: a saved
+    /// config may differ from the reset state only in bits software can
+    /// write, bits the device sets for software to clear, and BAR address bits.
+    public func violation(in saved: [UInt8]) -> String? {
+        guard saved.count == bytes.count else {
+            return "config space is \(saved.count) bytes; this device's is \(bytes.count)"
+        }
+        for o in 0..<saved.count {
+            var changeable = writable[o] | clearOnOne[o]
+            if (0x10..<0x28).contains(o) {
+                let bar = (o - 0x10) / 4, shift = UInt32((o - 0x10) % 4) * 8
+                changeable |= UInt8((barMasks[bar] >> shift) & 0xff)
+            }
+            let fixed = (saved[o] ^ resetBytes[o]) & ~changeable
+            if fixed != 0 {
+                return "config byte 0x\(hex(o, 2)) is 0x\(hex(Int(saved[o]), 2)) where this device has 0x\(hex(Int(resetBytes[o]), 2))"
+                    + " and only bits 0x\(hex(Int(changeable), 2)) can change (vendor, device, class, capabilities and BAR sizes are the device's own)"
+            }
+        }
+        return nil
+    }
 
     /// Device-side status changes (errors the model signals).
     public mutating func setBits(offset: Int, _ mask: UInt8) { bytes[offset] |= mask }
+}
+
+/// `n` hex digits, zero-padded, lowercase.
+func hex<T: BinaryInteger>(_ value: T, _ digits: Int) -> String {
+    let text = String(value, radix: 16)
+    return String(repeating: "0", count: max(0, digits - text.count)) + text
 }

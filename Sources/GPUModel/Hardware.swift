@@ -95,8 +95,11 @@ public struct Hardware: Sendable {
     public mutating func writeBAR0(offset: Int, size: Int, value: UInt64) throws(AccessError) {
         try checkBAR0(offset: offset, size: size)
         if offset >= ggttOffset {
-            let index = (offset - ggttOffset) / GPULayout.pteSize
-            setPTE(UInt32(index), value)
+            let index = UInt32((offset - ggttOffset) / GPULayout.pteSize)
+            // GVT-g validates each guest GGTT write; an entry mapping memory the
+            // vGPU does not have is refused (a saved image could not hold it).
+            if let problem = pteViolation(index: index, value) { throw .invalid(problem) }
+            setPTE(index, value)
             return
         }
         guard let i = table.index(at: offset) else { return }
@@ -204,6 +207,37 @@ public struct Hardware: Sendable {
     mutating func markConfigDirty() { dirty.config = true }
 
     // MARK: Loading saved state (no guest access rules apply)
+
+    /// Why a saved value cannot be register `index`'s, or nil. A value must
+    /// fit the register's width, keep its read-only bits at their reset value,
+    /// and PV info (the device's own geometry, shown to the guest) must be
+    /// this device's; only VGT_ID, the vGPU's number, differs between devices.
+    public func registerViolation(index: Int, value: UInt64) -> String? {
+        let spec = table.registers[index]
+        let digits = spec.width * 2
+        if spec.width == 4 && value > 0xffff_ffff {
+            return "\(spec.name) is 4 bytes wide; 0x\(hex(value, 16)) does not fit"
+        }
+        if spec.access == .rw, (value ^ spec.reset) & ~spec.writeMask != 0 {
+            return "\(spec.name) = 0x\(hex(value, digits)) sets read-only bits 0x\(hex((value ^ spec.reset) & ~spec.writeMask, digits))"
+        }
+        if spec.block == .pvinfo, spec.name != "VGT_ID", value != spec.reset {
+            return "PV info \(spec.name) = 0x\(hex(value, digits)), this device's is 0x\(hex(spec.reset, digits)): the stream describes another device"
+        }
+        return nil
+    }
+
+    /// Why a saved GGTT entry cannot be this device's, or nil: a present
+    /// entry must map a frame of this vGPU's graphics memory.
+    public func pteViolation(index: UInt32, _ pte: UInt64) -> String? {
+        guard Int(index) < ggttEntries else { return "ggtt entry \(index) is beyond this device's \(ggttEntries) entries" }
+        guard pte & 1 == 1 else { return nil }
+        let frame = (pte >> 12) & 0x7_ffff_ffff
+        guard frame < UInt64(geometry.gmPages) else {
+            return "ggtt entry \(index) maps frame \(frame), beyond this device's \(geometry.gmPages) frames"
+        }
+        return nil
+    }
 
     /// Sets a register by table index, as a saved image restores it.
     public mutating func restoreRegister(index: Int, value: UInt64) {

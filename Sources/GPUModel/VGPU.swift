@@ -70,12 +70,30 @@ public final class VGPU: Sendable {
 
     public var ticks: UInt64 { state.withLock { s in VGPU.catchUp(&s); return s.workloadState.tick } }
 
+    /// Most pages one request may render while holding the device's lock
+    /// (128 MiB, ~50 ms on a 2-core VM in a release build): a step or a
+    /// real-time catch-up never does more at once.
+    public static let pagesPerRequest: UInt64 = 32768
+    /// Most ticks one step may run (a tick without rendering costs ~0.4 µs).
+    public static let ticksPerStep: UInt64 = 100_000
+    /// Pages `fillWorkingSet` renders per hold of the lock.
+    static let fillChunkPages = 4096
+
     /// Advances a running device by `n` ticks of its workload. Refused for a
     /// real-time device (its clock is the wall); nothing happens when stopped.
+    /// Work beyond one request's bound is refused with E2BIG, saying how many
+    /// ticks fit at the device's dirty rate.
     public func step(_ n: UInt64) throws(AccessError) {
         try state.withLock { (s: inout State) throws(AccessError) in
             guard s.config.clock == .stepped else {
                 throw .invalid("this device runs on the real-time clock; set its clock to 'stepped' before stepping it")
+            }
+            let page = UInt64(GPULayout.pageSize)
+            let pagesPerTick = (VGPU.bytesPerTick(s.config) + page - 1) / page
+            let fit = min(VGPU.ticksPerStep, pagesPerTick == 0 ? .max : VGPU.pagesPerRequest / pagesPerTick)
+            guard n <= fit else {
+                throw AccessError(errno: 7, message: "stepping \(n) ticks at \(s.config.dirtyRateMBps) MB/s is more work than one write may do "
+                    + "(at most \(VGPU.ticksPerStep) ticks and \(VGPU.pagesPerRequest) pages); write at most \(fit) and step again")
             }
             guard s.running else { return }
             VGPU.run(&s, ticks: n)
@@ -83,11 +101,23 @@ public final class VGPU: Sendable {
     }
 
     /// The guest writes its whole working set once (a running device only).
+    /// The lock is taken for a few thousand pages at a time, so the device
+    /// answers other requests while a large working set is filled.
     public func fillWorkingSet() {
-        state.withLock { s in
+        let addresses = state.withLock { s -> [UInt64] in
             VGPU.catchUp(&s)
-            guard s.running else { return }
-            s.workload.fillWorkingSet(&s.workloadState, &s.hardware)
+            return s.running ? s.workload.workingSetAddresses : []
+        }
+        var next = 0
+        while next < addresses.count {
+            let chunk = addresses[next..<min(next + VGPU.fillChunkPages, addresses.count)]
+            next = chunk.endIndex
+            let stop = state.withLock { s -> Bool in
+                guard s.running else { return true }
+                s.workload.fill(chunk, &s.workloadState, &s.hardware)
+                return false
+            }
+            if stop { return }
         }
     }
 
@@ -104,7 +134,8 @@ public final class VGPU: Sendable {
             let seconds = Double(elapsed.components.attoseconds) / 1e18 + Double(elapsed.components.seconds)
             let bytes = UInt64(max(0, s.config.dirtyRateMBps) * 1_000_000 * seconds)
             if bytes >= UInt64(GPULayout.pageSize) {
-                s.workload.render(&s.workloadState, &s.hardware, bytes: min(bytes, UInt64(2 * s.workload.workingSetPages * GPULayout.pageSize)))
+                let limit = min(UInt64(2 * s.workload.workingSetPages), pagesPerRequest) * UInt64(GPULayout.pageSize)
+                s.workload.render(&s.workloadState, &s.hardware, bytes: min(bytes, limit))
                 s.lastTick = now
             }
             return
@@ -114,7 +145,7 @@ public final class VGPU: Sendable {
         // an observer can see (the same pages are dirty), so the real-time clock
         // spreads at most that much over the ticks it applies.
         let page = UInt64(GPULayout.pageSize)
-        let limit = UInt64(2 * s.workload.workingSetPages) * page
+        let limit = min(UInt64(2 * s.workload.workingSetPages), pagesPerRequest) * page
         let bytes = min(bytesPerTick(s.config) * ticks, max(limit, page))
         run(&s, ticks: ticks, bytesPerTick: bytes / ticks)
         if due > maxCatchUpTicks { s.lastTick = now } else { s.lastTick += perTick * Int(due) }

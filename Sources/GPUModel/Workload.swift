@@ -26,6 +26,9 @@ public struct WorkloadConfig: Sendable, Equatable, Codable {
     }
 
     public static let ticksPerSecond = 100
+    /// The highest dirty rate a workload accepts, in MB per second of its clock:
+    /// one tick of it (100 MB) fits in one request's bound (`VGPU.pagesPerRequest`).
+    public static let maxDirtyRateMBps = 10_000.0
 }
 
 /// The guest driver's own state: part of what a device saves, so a resumed
@@ -38,6 +41,16 @@ public struct WorkloadState: Sendable, Equatable {
     public var frontBuffer: UInt64 = 0
 
     public init(seed: UInt64) { rng = SplitMix64(seed: seed) }
+
+    /// Why this state cannot be a running guest's, or nil: one of two
+    /// framebuffers is in front, and less than a page of budget is carried.
+    public var violation: String? {
+        if frontBuffer > 1 { return "workload front_buffer is \(frontBuffer); a guest has framebuffers 0 and 1" }
+        if budget >= UInt64(GPULayout.pageSize) {
+            return "workload budget is \(budget) bytes; a tick carries less than one \(GPULayout.pageSize)-byte page"
+        }
+        return nil
+    }
 }
 
 /// Acts as a guest graphics driver on a vGPU's hardware: loads (programs the
@@ -109,9 +122,17 @@ struct Workload {
     /// The guest renders every page of both framebuffers and its texture pool
     /// once (mapping them first): a device with its working set filled.
     func fillWorkingSet(_ s: inout WorkloadState, _ hw: inout Hardware) {
+        fill(workingSetAddresses[...], &s, &hw)
+    }
+
+    /// The graphics address of every page of the working set, in fill order.
+    var workingSetAddresses: [UInt64] {
         let page = UInt64(GPULayout.pageSize)
-        let addresses = framebufferBase.flatMap { base in (0..<framebufferPages).map { base + UInt64($0) * page } }
+        return framebufferBase.flatMap { base in (0..<framebufferPages).map { base + UInt64($0) * page } }
             + (0..<poolPages).map { poolBase + UInt64($0) * page }
+    }
+
+    func fill(_ addresses: ArraySlice<UInt64>, _ s: inout WorkloadState, _ hw: inout Hardware) {
         for address in addresses { hw.fillFrame(ensureMapped(address, &hw), &s.rng) }
     }
 

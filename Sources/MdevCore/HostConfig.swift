@@ -250,9 +250,9 @@ public struct HostConfig: Codable, Sendable, Equatable {
             guard ["real", "stepped"].contains(p.workload.clock) else {
                 throw ConfigError("\(at): workload.clock must be 'real' or 'stepped'")
             }
-            guard p.workload.dirtyRateMBps >= 0, p.workload.dirtyRateMBps <= 100_000,
+            guard p.workload.dirtyRateMBps >= 0, p.workload.dirtyRateMBps <= 10_000,   // GPUModel.WorkloadConfig.maxDirtyRateMBps
                   (0...65536).contains(p.workload.workingSetMiB) else {
-                throw ConfigError("\(at): workload.dirty_rate_mbps must be 0...100000 and working_set_mib 0...65536")
+                throw ConfigError("\(at): workload.dirty_rate_mbps must be 0...10000 and working_set_mib 0...65536")
             }
             guard SemanticVersion(p.driverVersion) != nil else {
                 throw ConfigError("\(at): driver_version must be x.y.z, e.g. 1.0.0")

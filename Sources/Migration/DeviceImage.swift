@@ -106,8 +106,9 @@ struct ImageLoader {
         var r = ByteReader(payload)
         switch type {
         case .config:
-            guard payload.count == ConfigSpace.size else { throw LoadError("config record is \(payload.count) bytes, not \(ConfigSpace.size)") }
-            hardware.restoreConfig(Array(payload))
+            let saved = Array(payload)
+            if let problem = hardware.config.violation(in: saved) { throw LoadError(problem) }
+            hardware.restoreConfig(saved)
             sawConfig = true
         case .mmio, .display:
             if type == .mmio {
@@ -119,20 +120,23 @@ struct ImageLoader {
                 guard let index = hardware.table.index(at: offset) else {
                     throw LoadError("\(type.name) record sets register 0x\(String(offset, radix: 16)), which this device does not have")
                 }
+                if let problem = hardware.registerViolation(index: index, value: value) { throw LoadError(problem) }
                 hardware.restoreRegister(index: index, value: value)
             }
         case .fences:
             guard payload.count % 8 == 0, payload.count / 8 <= GPULayout.fenceCount else {
                 throw LoadError("fences record holds \(payload.count) bytes; at most \(GPULayout.fenceCount) 8-byte fences fit")
             }
-            for i in 0..<payload.count / 8 { hardware.restoreRegister(index: hardware.table.index(named: "FENCE_\(i)")!, value: r.u64()!) }
+            for i in 0..<payload.count / 8 {
+                let index = hardware.table.index(named: "FENCE_\(i)")!, value = r.u64()!
+                if let problem = hardware.registerViolation(index: index, value: value) { throw LoadError(problem) }
+                hardware.restoreRegister(index: index, value: value)
+            }
         case .ggtt:
             guard payload.count % 12 == 0 else { throw LoadError("ggtt record length \(payload.count) is not a whole number of entries") }
             while r.remaining > 0 {
                 let index = r.u32()!, pte = r.u64()!
-                guard Int(index) < hardware.ggttEntries else {
-                    throw LoadError("ggtt entry \(index) is beyond this device's \(hardware.ggttEntries) entries")
-                }
+                if let problem = hardware.pteViolation(index: index, pte) { throw LoadError(problem) }
                 hardware.restorePTE(index, pte)
             }
         case .memory, .dirtyPages:
@@ -148,15 +152,23 @@ struct ImageLoader {
             }
         case .workload:
             guard payload.count == 48 else { throw LoadError("workload record is \(payload.count) bytes, not 48") }
-            workload.tick = r.u64()!
-            workload.rng = SplitMix64(seed: r.u64()!)
-            workload.budget = r.u64()!
-            workload.frontBuffer = r.u64()!
-            dirtyRateMBps = Double(bitPattern: r.u64()!)
+            var state = WorkloadState(seed: 0)
+            state.tick = r.u64()!
+            state.rng = SplitMix64(seed: r.u64()!)
+            state.budget = r.u64()!
+            state.frontBuffer = r.u64()!
+            if let problem = state.violation { throw LoadError(problem) }
+            let rate = Double(bitPattern: r.u64()!)
             let workingSet = r.u64()!
-            guard dirtyRateMBps.isFinite, dirtyRateMBps >= 0, dirtyRateMBps <= 100_000, workingSet <= 65536 else {
-                throw LoadError("workload record has an impossible dirty rate or working set")
+            guard rate.isFinite, rate >= 0, rate <= WorkloadConfig.maxDirtyRateMBps else {
+                throw LoadError("workload dirty rate is \(rate) MB/s; it is 0...\(Int(WorkloadConfig.maxDirtyRateMBps))")
             }
+            let memoryMiB = hardware.geometry.highGMBytes >> 20
+            guard workingSet <= memoryMiB else {
+                throw LoadError("workload working set is \(workingSet) MiB; this device has \(memoryMiB) MiB of high graphics memory for it")
+            }
+            workload = state
+            dirtyRateMBps = rate
             workingSetMiB = Int(workingSet)
             sawWorkload = true
         case .end:

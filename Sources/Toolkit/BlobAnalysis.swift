@@ -1,5 +1,6 @@
 import Foundation
 import GPUModel
+import Migration
 import StateStream
 
 /// What a blob holds, read record by record: the basis of inspect, verify and diff.
@@ -41,6 +42,20 @@ public struct BlobAnalysis {
             fault = error
         }
         for event in events { take(event) }
+        // Sound bytes must also be a state a device could load.
+        var content: ContentCheck?
+        do throws(StreamError) {
+            for event in events {
+                switch event {
+                case .header(let h, _): content = try ContentCheck(header: h)
+                case .record(let type, _, let payload, let offset): try content?.check(type, payload, at: offset)
+                case .end(let offset): try content?.finish(at: offset)
+                case .skipped: break
+                }
+            }
+        } catch {
+            if fault == nil || error.offset <= fault!.offset { fault = error }
+        }
     }
 
     public var sound: Bool { fault == nil && complete }
@@ -64,8 +79,7 @@ public struct BlobAnalysis {
         switch type {
         case .config:
             config = Array(payload)
-            let vendor = UInt16(payload[payload.startIndex]) | UInt16(payload[payload.startIndex + 1]) << 8
-            let device = UInt16(payload[payload.startIndex + 2]) | UInt16(payload[payload.startIndex + 3]) << 8
+            guard let vendor = r.u16(), let device = r.u16() else { return "\(payload.count) bytes (too short for PCI ids)" }
             return String(format: "PCI %04x:%04x, %d bytes", vendor, device, payload.count)
         case .mmio, .display:
             var block = "display"
@@ -134,7 +148,7 @@ public enum Inspect {
         if let fault = a.fault {
             out += "fault \(fault)\n"
         } else {
-            out += "complete: end record present, every checksum sound\n"
+            out += "complete: end record present, every checksum sound, every record loadable\n"
         }
         return out
     }

@@ -22,16 +22,18 @@ enum WorkloadFiles {
             config.seed = v
         }
         try knob("dirty_rate_mbps", show: { String($0.dirtyRateMBps) }) { (text: String, config: inout WorkloadConfig) throws(FSError) in
-            guard let v = Double(text), v.isFinite, v >= 0, v <= 100_000 else {
-                throw .invalid("dirty_rate_mbps is MB per second of workload clock, 0...100000, got '\(text.prefix(32))'")
+            let max = WorkloadConfig.maxDirtyRateMBps
+            guard let v = Double(text), v.isFinite, v >= 0, v <= max else {
+                throw .invalid("dirty_rate_mbps is MB per second of workload clock, 0...\(Int(max)), got '\(text.prefix(32))'")
             }
             config.dirtyRateMBps = v
         }
         try knob("working_set_mib", show: { String($0.workingSetMiB) }) { (text: String, config: inout WorkloadConfig) throws(FSError) in
-            guard let v = Int(text), (0...65536).contains(v) else {
-                throw .invalid("working_set_mib is the texture pool size in MiB, 0...65536, got '\(text.prefix(32))'")
+            let memoryMiB = Int(gpu.geometry.highGMBytes >> 20)
+            guard let v = KernelParsing.kstrtoul(Array(text.utf8)), v <= memoryMiB else {
+                throw .invalid("working_set_mib is the texture pool size in MiB, 0...\(memoryMiB) (this vGPU's high graphics memory), got '\(text.prefix(32))'")
             }
-            config.workingSetMiB = v
+            config.workingSetMiB = Int(v)
         }
         try knob("clock", show: { $0.clock.rawValue }) { (text: String, config: inout WorkloadConfig) throws(FSError) in
             guard let v = ClockMode(rawValue: text) else {
@@ -40,8 +42,8 @@ enum WorkloadFiles {
             config.clock = v
         }
         try c.attribute("step", in: w, Attribute(store: { (bytes: [UInt8]) throws(FSError) in
-            guard let n = KernelParsing.kstrtoul(bytes), n <= 1_000_000 else {
-                throw .invalid("write the number of ticks to advance (at most 1000000)")
+            guard let n = KernelParsing.kstrtoul(bytes) else {
+                throw .invalid("write the number of ticks to advance (at most \(VGPU.ticksPerStep))")
             }
             do throws(AccessError) { try gpu.step(n) } catch { throw FSError(error.errno, error.message) }
         }))

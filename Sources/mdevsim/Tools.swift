@@ -73,7 +73,12 @@ struct Record: ParsableCommand {
 struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Show a blob's header, records, checksum status and registers by name.",
-        discussion: "  mdevsim inspect vgpu.blob\n  mdevsim record DEV -o - | mdevsim inspect - --json"
+        discussion: """
+        Exit 0 for a sound blob; 1 (after showing what could be read and the first fault) for one that is not a
+        stream, is cut short, has a bad checksum, or holds what no device could load.
+          mdevsim inspect vgpu.blob
+          mdevsim record DEV -o - | mdevsim inspect - --json
+        """
     )
     @Argument(help: "Blob file, or - for stdin.") var file: String
     @Flag(help: "Print JSON.") var json = false
@@ -85,14 +90,15 @@ struct Inspect: ParsableCommand {
             let analysis = BlobAnalysis(try QEMUFraming.raw(bytes))
             if framed && !json { print("(QEMU VFIO framing: \(bytes.count) bytes framed, device data below)") }
             print(json ? Toolkit.Inspect.json(analysis) : Toolkit.Inspect.text(analysis, source: file), terminator: "")
+            if !analysis.sound { throw ExitCode(1) }
         }
     }
 }
 
 struct Verify: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Check a blob's structure and checksums: exit 0 only for a sound blob.",
-        discussion: "The first fault is reported with its byte offset (exit 1).\n  mdevsim verify vgpu.blob"
+        abstract: "Check a blob's structure, checksums and contents: exit 0 only for a sound blob.",
+        discussion: "Sound: every checksum matches, the end record is there, and every record holds what a device of the header's type could load (register values, GGTT entries, frames, workload). The first fault is reported with its byte offset (exit 1).\n  mdevsim verify vgpu.blob"
     )
     @Argument(help: "Blob file, or - for stdin.") var file: String
     @Flag(help: "Print JSON.") var json = false
@@ -104,7 +110,7 @@ struct Verify: ParsableCommand {
                 struct Out: Encodable { let file: String; let sound: Bool; let bytes: Int; let records: Int; let faultOffset: Int?; let fault: String? }
                 printJSON(Out(file: file, sound: a.sound, bytes: a.size, records: a.records.count, faultOffset: a.fault?.offset, fault: a.fault?.message))
             } else if a.sound {
-                print("\(file): sound (\(a.size) bytes, \(a.records.count) records, every checksum matches, end record present)")
+                print("\(file): sound (\(a.size) bytes, \(a.records.count) records, every checksum matches, end record present, every record loadable)")
             }
             if let fault = a.fault {
                 if !json { FileHandle.standardError.write(Data("mdevsim verify: \(file): \(fault)\n".utf8)) }

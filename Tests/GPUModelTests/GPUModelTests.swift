@@ -234,3 +234,40 @@ struct WorkloadTests {
         #expect(dev.withHardware { $0.ggttEntries } == 655_360)
     }
 }
+
+@Suite("bounded work per request")
+struct BoundedWorkTests {
+    @Test("a step larger than one request may do is refused with E2BIG, saying how many ticks fit")
+    func stepBound() throws {
+        let idle = VGPU(uuid: "idle", geometry: v54, workload: stepped(rate: 0))
+        #expect(throws: AccessError(errno: 7, message: "stepping 100001 ticks at 0.0 MB/s is more work than one write may do (at most 100000 ticks and 32768 pages); write at most 100000 and step again")) {
+            try idle.step(VGPU.ticksPerStep + 1)
+        }
+        try idle.step(1000)
+        let busy = VGPU(uuid: "busy", geometry: v54, workload: stepped(rate: WorkloadConfig.maxDirtyRateMBps))
+        do {
+            try busy.step(1_000_000)
+            Issue.record("a million ticks at 10 GB/s were accepted")
+        } catch {
+            #expect(error.errno == 7 && error.message.hasSuffix("write at most 1 and step again"), "\(error)")
+        }
+        let before = busy.ticks
+        try busy.step(1)                                  // the largest step at the highest rate still fits
+        #expect(busy.ticks == before + 1)
+    }
+
+    @Test("fill renders the whole working set in chunks, as one fill did before")
+    func chunkedFill() throws {
+        var config = stepped(rate: 0)
+        config.workingSetMiB = 40                         // 10,240 pool pages: three chunks
+        let gpu = VGPU(uuid: "fill", geometry: v54, workload: config)
+        try gpu.step(1)                                   // the driver loads
+        gpu.fillWorkingSet()
+        let framebuffer = (1920 * 1200 * 4 + 4095) / 4096
+        #expect(gpu.residentPages >= 10_240 + 2 * framebuffer)
+        gpu.isRunning = false
+        let stopped = gpu.residentPages
+        gpu.fillWorkingSet()                              // a stopped device does not change
+        #expect(gpu.residentPages == stopped)
+    }
+}

@@ -2,6 +2,7 @@ import Foundation
 import FuseBridge
 import MdevCore
 import Simulator
+import StateStream
 import Testing
 
 /// The stream toolkit as users run it: the real `mdevsim` binary against a real mount.
@@ -88,6 +89,42 @@ struct ToolkitTests {
             #expect(r.out.contains("\"sound\" : false"), "\(r)")
             r = try mdevsim("verify", "/nonexistent.blob")
             #expect(r.status == 2 && r.err.contains("cannot open /nonexistent.blob"), "\(r)")
+        }
+    }
+
+    @Test("sound checksums over impossible contents: verify and inspect say why and exit 1, replay refuses, the daemon lives on")
+    func impossibleContents() throws {
+        try withMountedHost(stepped) { h in
+            try prepare(h, uuidA, steps: 10)
+            try writeText(h.typeDir("i915-GVTg_V5_8") + "/create", uuidB)
+            try writeText(h.vfio(uuidB) + "/workload/clock", "stepped")
+            let blob = tempFile("a.blob")
+            #expect(try mdevsim("record", h.vfio(uuidA), "-o", blob).status == 0)
+            var records = try StreamRecords(parsing: try readBytes(blob))
+            let w = try #require(records.first(.workload))
+            records.records[w].payload[24] = 2                      // front_buffer = 2
+            try Data(records.sealed()).write(to: URL(fileURLWithPath: blob + ".front"))
+            var r = try mdevsim("verify", blob + ".front")
+            #expect(r.status == 1 && r.err.contains("front_buffer is 2"), "\(r)")
+            r = try mdevsim("inspect", blob + ".front")
+            #expect(r.status == 1 && r.out.contains("fault at byte") && r.out.contains("front_buffer is 2"), "\(r)")
+            r = try mdevsim("replay", blob + ".front", h.device(uuidB))
+            #expect(r.status == 1 && r.err.contains("front_buffer is 2"), "\(r)")
+            // The destination was not loaded, and stepping it is fine.
+            try writeText(h.vfio(uuidB) + "/reset", "1")
+            try writeText(h.vfio(uuidB) + "/workload/step", "3")
+            #expect(try readText(h.vfio(uuidB) + "/workload/ticks") == "3\n")
+
+            // 95 bytes: a header and a 2-byte config record (verify and inspect died on it).
+            var short = StreamRecords(header: records.header, records: [.init(rawType: RecordType.config.rawValue, payload: [0x86, 0x80])])
+            short.records.append(.init(rawType: RecordType.end.rawValue, payload: []))
+            try Data(short.sealed()).write(to: URL(fileURLWithPath: blob + ".short"))
+            r = try mdevsim("verify", blob + ".short")
+            #expect(r.status == 1 && r.err.contains("config space is 2 bytes"), "\(r)")
+            r = try mdevsim("inspect", blob + ".short")
+            #expect(r.status == 1 && r.out.contains("2 bytes (too short for PCI ids)"), "\(r)")
+            r = try mdevsim("inspect", "/etc/hostname")
+            #expect(r.status == 1 && r.out.contains("bad magic"), "\(r)")
         }
     }
 
