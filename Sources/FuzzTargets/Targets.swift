@@ -29,6 +29,8 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     case config
     /// Fault plan and fault rule parsing.
     case faultplan = "fault-plan"
+    /// Structure-aware: edits to a sound stream's records, resealed (StreamRecordsTarget).
+    case streamRecords = "stream-records"
 
     public func run(_ data: UnsafeRawBufferPointer) {
         switch self {
@@ -38,6 +40,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         case .attributes: AttributeTarget.run(data)
         case .config: TextTargets.config(data)
         case .faultplan: TextTargets.faultPlan(data)
+        case .streamRecords: StreamRecordsTarget.run(data)
         }
     }
 
@@ -47,7 +50,8 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
 /// A small vGPU for the targets: little memory so each input runs fast.
 enum FuzzDevice {
     static let identity = StreamHeader(model: MdevType.deviceModel, driverVersion: "1.2.0",
-                                       parameters: [("type", "fuzz"), ("aggregation", "1")])
+                                       parameters: [("type", "fuzz"), ("aggregation", "1"), ("low_gm_mb", "2"), ("high_gm_mb", "2"),
+                                                    ("fences", "4"), ("resolution", "64x32")])
 
     static func make(seed: UInt64 = 1, policy: ResumeFailurePolicy = .keep) -> MigrationDevice {
         let geometry = VGPUGeometry(lowGMBytes: 2 << 20, highGMBytes: 2 << 20, fences: 4, width: 64, height: 32, vgpuID: 1)
@@ -97,6 +101,13 @@ public enum FuzzSeeds {
                     types:
                       - {name: V5_4, low_gm_mb: 128, high_gm_mb: 512, fences: 4, weight: 4, resolution: 1920x1200, instances: 2}
                 """.utf8))]
+        case .streamRecords:
+            // Edit programs (kind, record, offset, operand): the sound stream itself, a front
+            // buffer of 2, a register value wider than its register, a dropped workload record.
+            return [("unedited", []),
+                    ("front-buffer-2", [0, 0xff, 24, 0, 2, 0, 0, 0]),
+                    ("wide-register", [2, 1, 5, 0, 0, 3, 0, 0]),
+                    ("drop-record", [5, 3, 0, 0, 0, 0, 0, 0])]
         case .faultplan:
             return [("two-rules", Array("""
                 rules:
