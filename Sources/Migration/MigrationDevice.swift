@@ -90,6 +90,9 @@ public final class MigrationDevice: Sendable {
     public var lastError: String { core.withLock { $0.lastError } }
     /// The data session a newly opened `data` handle joins (nil: none open).
     public var currentSession: UInt64? { core.withLock { $0.saving?.id ?? $0.resuming?.id } }
+    public func streamPosition(session: UInt64?) -> Int {
+        core.withLock { c in c.saving.flatMap { $0.id == session ? $0.delivered : nil } ?? 0 }
+    }
     public var recentArcs: [(MigrationState, MigrationState)] { core.withLock { $0.arcs } }
 
     private func fail(_ c: inout Core, _ errno: Int32, _ message: String) -> MigrationError {

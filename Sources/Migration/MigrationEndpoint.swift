@@ -18,6 +18,9 @@ public protocol MigrationEndpoint: AnyObject, Sendable {
     /// read(2) on the data_fd of `session`. Zero bytes ends the stream;
     /// ENOMSG means PRE_COPY has nothing more for now.
     func read(session: UInt64?, offset: Int, size: Int, reply: (UnsafeRawBufferPointer) -> Void) throws(MigrationError)
+    /// Bytes of `session`'s saving stream read so far (0 for any other
+    /// session): where a newly opened `data` handle continues the stream.
+    func streamPosition(session: UInt64?) -> Int
     /// write(2) on the data_fd of `session` while RESUMING.
     func write(session: UInt64?, bytes: UnsafeRawBufferPointer) throws(MigrationError) -> Int
     /// VFIO_MIG_GET_PRECOPY_INFO.
@@ -30,4 +33,17 @@ public protocol MigrationEndpoint: AnyObject, Sendable {
 
 extension MigrationDevice: MigrationEndpoint {
     public func stopCopyBytes() throws(MigrationError) -> Int { stopCopySize }
+}
+
+extension MigrationState {
+    /// The kind of data session a state has: a saving one (PRE_COPY,
+    /// PRE_COPY_P2P, STOP_COPY), a resuming one (RESUMING), or none.
+    public enum SessionKind: Sendable { case saving, resuming }
+    public var sessionKind: SessionKind? {
+        switch self {
+        case .preCopy, .preCopyP2P, .stopCopy: .saving
+        case .resuming: .resuming
+        default: nil
+        }
+    }
 }

@@ -77,6 +77,7 @@ public final class RealVFIODevice: MigrationEndpoint {
 
     public var lastError: String { session.withLock { $0.lastError } }
     public var currentSession: UInt64? { session.withLock { $0.dataFD >= 0 ? $0.id : nil } }
+    public func streamPosition(session id: UInt64?) -> Int { session.withLock { $0.id == id && $0.dataFD >= 0 ? $0.offset : 0 } }
 
     /// One ioctl: the kernel walks the arcs to `target` itself. A new data_fd
     /// replaces the old session's.
