@@ -15,7 +15,7 @@ mkdir -p "$DIR"
 PID=$!
 cleanup() { [ "$KEEP" = --keep ] || { "$BIN" unmount "$DIR" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; }; }
 trap cleanup EXIT
-for _ in $(seq 100); do [ -e "$DIR/sys/class/mdev_bus" ] && break; sleep 0.05; done
+"$BIN" wait "$DIR"
 
 TYPES="$DIR/sys/class/mdev_bus/0000:00:02.0/mdev_supported_types"
 step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }

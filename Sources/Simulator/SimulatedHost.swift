@@ -44,6 +44,8 @@ public final class SimulatedHost: Sendable {
         let faults = self.faults
         try sysfs.tree.update { (c: inout TreeContents) throws(FSError) in
             let dir = try c.directories(".mdevsim")
+            // The serving process, so `mdevsim unmount` can wait for it to end.
+            try c.attribute("pid", in: dir, .constant("\(getpid())\n"))
             try c.attribute("surprise_remove", in: dir, Attribute(store: { (bytes: [UInt8]) throws(FSError) in
                 let words = String(decoding: bytes, as: UTF8.self).split(whereSeparator: \.isWhitespace).map(String.init)
                 guard words.count == 2, ["device", "parent"].contains(words[0]) else {

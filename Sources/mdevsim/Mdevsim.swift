@@ -9,11 +9,11 @@ struct Mdevsim: ParsableCommand {
         Mount a sysfs tree with GVT-g vGPU types, then point mdevctl, libvirt or your own
         tools at it:
 
-          mkdir -p /tmp/mdev && mdevsim mount /tmp/mdev &
+          mdevsim mount --daemon /tmp/mdev
           cat /tmp/mdev/sys/class/mdev_bus/0000:00:02.0/mdev_supported_types/i915-GVTg_V5_4/available_instances
           mdevsim exec /tmp/mdev -- mdevctl types
           mdevsim unmount /tmp/mdev
         """,
-        subcommands: [Mount.self, Unmount.self, Exec.self, Record.self, Inspect.self, Verify.self, Diff.self, Replay.self, Migrate.self, Compat.self, FSM.self, Fault.self, SnapshotCommand.self, VFIOInfo.self]
+        subcommands: [Mount.self, Unmount.self, Wait.self, Exec.self, Record.self, Inspect.self, Verify.self, Diff.self, Replay.self, Migrate.self, Compat.self, FSM.self, Fault.self, SnapshotCommand.self, VFIOInfo.self]
     )
 }

@@ -18,7 +18,7 @@ struct Mount: ParsableCommand {
         _V5_2 ×2 and _V5_1 ×1. The tree appears under DIR/sys; a vGPU is created by writing
         a UUID to a type's create file:
 
-          mdevsim mount /tmp/mdev &
+          mdevsim mount --daemon /tmp/mdev        # returns once the tree is served
           echo 83b8f4f2-509f-382f-3c1e-e6bfe0fa1001 > \\
             /tmp/mdev/sys/class/mdev_bus/0000:00:02.0/mdev_supported_types/i915-GVTg_V5_4/create
 
@@ -78,6 +78,11 @@ struct Mount: ParsableCommand {
     @Flag(name: .long, help: "Print libfuse's request trace.")
     var fuseDebug = false
 
+    @Flag(name: .long, help: ArgumentHelp(
+        "Run in the background: return once DIR is served, printing the daemon's pid and log file.",
+        discussion: "Scripts can use the mount as soon as this returns (exit 0); a start-up error is printed and exits 1."))
+    var daemon = false
+
     func validate() throws {
         guard cacheEntries >= 0, cacheEntries.isFinite else {
             throw ValidationError("--cache-entries must be 0 or more seconds, not \(cacheEntries)")
@@ -91,6 +96,11 @@ struct Mount: ParsableCommand {
     }
 
     func run() throws {
+        if let existing = MountTable.mount(at: directory), existing.fstype == "fuse.mdevsim" {
+            throw CLIError("\(directory) is already an mdevsim mount; unmount it first (mdevsim unmount \(directory)) or choose another directory")
+        }
+        if daemon { return try Daemon.start(directory: directory) }
+        if ProcessInfo.processInfo.environment[Daemon.childVariable] != nil { setsid() }
         LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
         var logger = Logger(label: "mdevsim")
         logger.logLevel = Logger.Level(rawValue: logLevel)!
@@ -175,9 +185,85 @@ struct Mount: ParsableCommand {
         logger.notice("serving \(directory)/sys: \(parents)")
         let rc = session.run()
         logger.notice("unmounted \(directory)")
-        withExtendedLifetime(simulated) {}
-        if rc != 0 && rc != SIGTERM && rc != SIGINT && rc != SIGHUP {
-            throw ExitCode(1)
+        // Tearing down a large host object by object took tens of seconds while
+        // its memory grew; the kernel releases it all at once.
+        withExtendedLifetime(simulated) { fflush(nil) }
+        Glibc.exit(rc != 0 && rc != SIGTERM && rc != SIGINT && rc != SIGHUP ? 1 : 0)
+    }
+}
+
+/// `mount --daemon`: the same mount in a detached child; returns when it serves.
+enum Daemon {
+    static let childVariable = "MDEVSIM_DAEMON_CHILD"
+
+    static func start(directory: String) throws {
+        var template = Array((NSTemporaryDirectory() + "mdevsim-XXXXXX.log").utf8CString)
+        let logFD = template.withUnsafeMutableBufferPointer { mkstemps($0.baseAddress!, 4) }
+        guard logFD >= 0 else { throw CLIError("cannot create a log file in \(NSTemporaryDirectory()): \(String(cString: strerror(errno)))") }
+        let logPath = String(cString: template.map { $0 })
+        let child = Process()
+        child.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL
+        if !FileManager.default.isExecutableFile(atPath: child.executableURL!.path) {
+            child.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        }
+        child.arguments = Array(CommandLine.arguments.dropFirst().filter { $0 != "--daemon" })
+        var environment = ProcessInfo.processInfo.environment
+        environment[childVariable] = "1"
+        child.environment = environment
+        child.standardInput = FileHandle.nullDevice
+        let log = FileHandle(fileDescriptor: logFD, closeOnDealloc: true)
+        child.standardOutput = log
+        child.standardError = log
+        do { try child.run() } catch { throw CLIError("cannot start the daemon: \(error)") }
+        let deadline = Date().addingTimeInterval(15)
+        while Date() < deadline {
+            if !child.isRunning {
+                let text = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
+                FileHandle.standardError.write(Data(text.utf8))
+                throw ExitCode(child.terminationStatus == 0 ? 1 : child.terminationStatus)
+            }
+            if Ready.serving(directory) {
+                print("mdevsim: serving \(directory) (pid \(child.processIdentifier), log \(logPath))")
+                return
+            }
+            usleep(20_000)
+        }
+        kill(child.processIdentifier, SIGTERM)
+        throw CLIError("the daemon did not serve \(directory) within 15 s; see \(logPath)")
+    }
+}
+
+/// Whether a directory is an mdevsim mount that answers.
+enum Ready {
+    static func serving(_ directory: String) -> Bool {
+        guard MountTable.mount(at: directory)?.fstype == "fuse.mdevsim" else { return false }
+        var st = stat()
+        return stat(directory + "/sys", &st) == 0
+    }
+}
+
+struct Wait: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Wait until DIR is an mdevsim mount that answers (exit 0), or the timeout passes (exit 1).",
+        discussion: """
+        For scripts that start the daemon in the background:
+          mdevsim mount /tmp/mdev & mdevsim wait /tmp/mdev && mdevsim exec /tmp/mdev -- mdevctl types
+        """
+    )
+
+    @Argument(help: "The directory the daemon mounts.")
+    var directory: String
+
+    @Option(help: "Seconds to wait.")
+    var timeout: Double = 10
+
+    func run() throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        while !Ready.serving(directory) {
+            guard Date() < deadline else {
+                throw CLIError("\(directory) is not served by mdevsim after \(timeout) s; is `mdevsim mount \(directory)` running (see its log)?")
+            }
+            usleep(20_000)
         }
     }
 }
@@ -192,8 +278,36 @@ struct Unmount: ParsableCommand {
     var directory: String
 
     func run() throws {
+        guard let entry = MountTable.mount(at: directory) else {
+            throw CLIError(FileManager.default.fileExists(atPath: directory) ? "\(directory) is not a mount point" : "\(directory) does not exist")
+        }
+        guard entry.fstype == "fuse.mdevsim" else {
+            throw CLIError("\(directory) is a \(entry.fstype) mount, not an mdevsim one; leaving it alone")
+        }
+        let daemon = (try? String(contentsOfFile: directory + "/.mdevsim/pid", encoding: .utf8))
+            .flatMap { pid_t($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
         if let problem = Unmounter.detach(directory) {
             throw CLIError(problem)
+        }
+        // The daemon ends when the last copy of the mount goes; a copy held in
+        // another mount namespace (a running `mdevsim exec`) would keep it
+        // serving, so after a moment the connection is ended outright.
+        guard let daemon, daemon != getpid() else { return }
+        func ended(within seconds: Double) -> Bool {
+            let deadline = Date().addingTimeInterval(seconds)
+            while Date() < deadline {
+                if kill(daemon, 0) != 0 && errno == ESRCH { return true }
+                // Exited but not yet reaped (its parent, `mount --daemon`, is gone).
+                if let stat = try? String(contentsOfFile: "/proc/\(daemon)/stat", encoding: .utf8),
+                   let close = stat.lastIndex(of: ")"), stat[stat.index(close, offsetBy: 2)] == "Z" { return true }
+                usleep(10_000)
+            }
+            return false
+        }
+        if ended(within: 0.5) { return }
+        MountTable.abortConnection(entry.minor)
+        if !ended(within: 1.5) {
+            throw CLIError("unmounted \(directory), but its daemon (pid \(daemon)) is still running; end it with kill \(daemon)")
         }
     }
 }

@@ -95,4 +95,70 @@ struct DaemonTests {
         let r = try run(mdevsimBinary, ["mount", "--help"])
         #expect(r.out.contains("echo 83b8f4f2-509f-382f-3c1e-e6bfe0fa1001"))
     }
+
+    @Test("mount --daemon returns once the tree is served; a second mount on the directory is refused and the first keeps serving")
+    func daemonAndTwice() throws {
+        let dir = makeTempDirectory("daemon")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var r = try run(mdevsimBinary, ["mount", "--daemon", dir])
+        #expect(r.status == 0 && r.out.contains("mdevsim: serving \(dir) (pid "), "\(r)")
+        defer { _ = try? run(mdevsimBinary, ["unmount", dir]) }
+        // Usable the moment it returns: no polling.
+        #expect(try readText(dir + "/sys/bus/pci/devices/0000:00:02.0/vendor") == "0x8086\n")
+        r = try run(mdevsimBinary, ["mount", dir])
+        #expect(r.status == 1 && r.err.contains("\(dir) is already an mdevsim mount; unmount it first"), "\(r)")
+        r = try run(mdevsimBinary, ["mount", "--daemon", dir])
+        #expect(r.status == 1 && r.err.contains("already an mdevsim mount"), "\(r)")
+        #expect(try run(mdevsimBinary, ["wait", dir, "--timeout", "1"]).status == 0)
+        #expect(try readText(dir + "/sys/class/mdev_bus/0000:00:02.0/mdev_supported_types/i915-GVTg_V5_4/available_instances") == "5\n")
+        r = try run(mdevsimBinary, ["unmount", dir])
+        #expect(r.status == 0, "\(r)")
+        r = try run(mdevsimBinary, ["wait", dir, "--timeout", "0.3"])
+        #expect(r.status == 1 && r.err.contains("is not served by mdevsim"), "\(r)")
+        // A start-up error comes back from the daemon to the caller.
+        r = try run(mdevsimBinary, ["mount", "--daemon", dir, "--config", dir + "/missing.yaml"])
+        #expect(r.status == 1 && r.err.contains("missing.yaml: cannot read the config file"), "\(r)")
+    }
+
+    @Test("unmount ends the daemon within 2 s even while mdevsim exec holds a copy of the mount", .requires(isRoot, "needs root"))
+    func unmountWithExecRunning() throws {
+        let dir = makeTempDirectory("daemon")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let daemon = try startDaemon(dir)
+        defer { if daemon.isRunning { daemon.terminate() } }
+        #expect(waitFor { FileManager.default.fileExists(atPath: dir + "/sys/class/mdev_bus") })
+        let exec = Process()
+        exec.executableURL = URL(fileURLWithPath: mdevsimBinary)
+        exec.arguments = ["exec", dir, "--", "sleep", "30"]
+        try exec.run()
+        defer { if exec.isRunning { exec.terminate() } }
+        usleep(500_000)                                   // exec has made its namespace
+        let start = Date()
+        let r = try run(mdevsimBinary, ["unmount", dir])
+        #expect(r.status == 0, "\(r)")
+        #expect(waitFor({ !daemon.isRunning }, seconds: 2), "the daemon still runs 2 s after unmount")
+        #expect(Date().timeIntervalSince(start) < 2.5)
+        daemon.waitUntilExit()
+        #expect(daemon.terminationStatus == 0)
+    }
+
+    @Test("a daemon with a quarter GiB of device memory exits within 2 s of unmount")
+    func largeDaemonExits() throws {
+        let dir = makeTempDirectory("daemon")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let daemon = try startDaemon(dir, ["--clock", "stepped"])
+        defer { if daemon.isRunning { daemon.terminate() } }
+        #expect(waitFor { FileManager.default.fileExists(atPath: dir + "/sys/class/mdev_bus") })
+        let types = dir + "/sys/class/mdev_bus/0000:00:02.0/mdev_supported_types/i915-GVTg_V5_4"
+        for uuid in [uuidA, uuidB] {
+            try writeText(types + "/create", uuid)
+            try writeText(dir + "/vfio/\(uuid)/workload/working_set_mib", "120")
+            try writeText(dir + "/vfio/\(uuid)/workload/step", "1")
+            try writeText(dir + "/vfio/\(uuid)/workload/fill", "1")
+        }
+        let start = Date()
+        #expect(try run(mdevsimBinary, ["unmount", dir]).status == 0)
+        #expect(waitFor({ !daemon.isRunning }, seconds: 2), "the daemon still runs 2 s after unmount")
+        print("large daemon: exited \(String(format: "%.0f", Date().timeIntervalSince(start) * 1000)) ms after unmount")
+    }
 }
