@@ -9,7 +9,10 @@ struct Exec: ParsableCommand {
         simulator when run through exec: the command runs in a private mount namespace
         with DIR/sys bound over /sys and a scratch directory over /etc/mdevctl.d, so
         nothing outside the command changes. Definitions made by `mdevctl define` persist
-        in that scratch directory between exec calls for the same DIR. Needs root.
+        in that scratch directory between exec calls for the same DIR: it lives under
+        /run/mdevsim/exec/, owned by root and private (0700), because mdevctl runs what
+        its scripts.d/callouts holds as root; a directory there, or one given with
+        --mdevctl-dir, that another user owns or could write is refused. Needs root.
 
           mdevsim exec /tmp/mdev -- mdevctl types
           mdevsim exec /tmp/mdev -- mdevctl start -p 0000:00:02.0 -t i915-GVTg_V5_4
@@ -20,7 +23,7 @@ struct Exec: ParsableCommand {
     @Argument(help: "A directory mounted by `mdevsim mount`.")
     var directory: String
 
-    @Option(name: .long, help: "Directory bound over /etc/mdevctl.d (default: a per-mount scratch directory under /tmp).")
+    @Option(name: .long, help: "Directory bound over /etc/mdevctl.d (default: a private per-mount directory under /run/mdevsim/exec). It must be yours and writable by no one else.")
     var mdevctlDir: String?
 
     @Argument(parsing: .postTerminator, help: "The command and its arguments, after --.")
@@ -38,13 +41,15 @@ struct Exec: ParsableCommand {
         guard FileManager.default.fileExists(atPath: sys + "/class/mdev_bus") else {
             throw CLIError("\(root) is not an mdevsim mount (\(sys)/class/mdev_bus is missing); start one with: mdevsim mount \(root)")
         }
-        let etc = mdevctlDir ?? Exec.scratchDirectory(for: root)
-        for sub in ["", "/scripts.d/callouts", "/scripts.d/notifiers"] {
-            do {
-                try FileManager.default.createDirectory(atPath: etc + sub, withIntermediateDirectories: true)
-            } catch {
-                throw CLIError("cannot create \(etc + sub): \(error.localizedDescription)")
-            }
+        let etc: String
+        if let mdevctlDir {
+            etc = URL(fileURLWithPath: mdevctlDir).standardizedFileURL.path
+            try PrivateDirectory.make(etc)
+        } else {
+            etc = try Exec.scratchDirectory(for: root)
+        }
+        for sub in ["/scripts.d", "/scripts.d/callouts", "/scripts.d/notifiers"] {
+            try PrivateDirectory.make(etc + sub)
         }
 
         guard linux_unshare(cloneNewNS) == 0 else {
@@ -72,10 +77,46 @@ struct Exec: ParsableCommand {
         }
     }
 
-    /// One scratch /etc/mdevctl.d per mount directory, so definitions persist between calls.
-    static func scratchDirectory(for root: String) -> String {
-        let key = root.replacingOccurrences(of: "/", with: "_")
-        return NSTemporaryDirectory().appending("mdevsim-exec/\(key)/mdevctl.d")
+    /// Where the private per-mount directories live (`MDEVSIM_STATE_DIR` for tests).
+    static var stateBase: String { ProcessInfo.processInfo.environment["MDEVSIM_STATE_DIR"] ?? "/run/mdevsim" }
+
+    /// One private /etc/mdevctl.d per mount directory, so definitions persist
+    /// between calls: every level made 0700 and checked to be ours.
+    static func scratchDirectory(for root: String) throws -> String {
+        // The mount's name for reading, a hash of its path so no two mounts share one.
+        let hash = root.utf8.reduce(0xcbf2_9ce4_8422_2325 as UInt64) { ($0 ^ UInt64($1)) &* 0x0000_0100_0000_01b3 }
+        let name = (root.split(separator: "/").last.map(String.init) ?? "root").filter { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "." }
+        var path = ""
+        for part in [stateBase, "exec", "\(name)-\(String(hash, radix: 16))", "mdevctl.d"] {
+            path = path.isEmpty ? part : path + "/" + part
+            try PrivateDirectory.make(path)
+        }
+        return path
+    }
+}
+
+/// Directories whose contents run as root: made 0700 and used only when they
+/// are real directories (no link) owned by us and writable by no one else.
+enum PrivateDirectory {
+    static func make(_ path: String) throws {
+        if mkdir(path, 0o700) != 0 && errno != EEXIST {
+            throw CLIError("cannot create \(path): \(String(cString: strerror(errno)))")
+        }
+        try check(path)
+    }
+
+    static func check(_ path: String) throws {
+        var st = stat()
+        guard lstat(path, &st) == 0 else { throw CLIError("cannot use \(path): \(String(cString: strerror(errno)))") }
+        guard st.st_mode & S_IFMT == S_IFDIR else {
+            throw CLIError("refusing \(path): it is not a directory (a link or file there could point mdevctl's root callouts anywhere); remove it")
+        }
+        guard st.st_uid == geteuid() else {
+            throw CLIError("refusing \(path): it belongs to uid \(st.st_uid), not to you (uid \(geteuid())); whoever made it could put callouts there that mdevctl runs as root. Remove it")
+        }
+        guard st.st_mode & 0o022 == 0 else {
+            throw CLIError("refusing \(path): its mode \(String(st.st_mode & 0o777, radix: 8)) lets others write in it, and mdevctl runs its callouts as root; chmod go-w \(path)")
+        }
     }
 }
 

@@ -182,4 +182,46 @@ struct MdevctlInteropTests {
             #expect(r.err.hasPrefix("Error: Error removing device \(uuidA)"), "\(r)")
         }
     }
+
+    /// Where exec keeps a mount's private /etc/mdevctl.d by default.
+    static func defaultState(for root: String) -> String {
+        let hash = root.utf8.reduce(0xcbf2_9ce4_8422_2325 as UInt64) { ($0 ^ UInt64($1)) &* 0x0000_0100_0000_01b3 }
+        let name = (root.split(separator: "/").last.map(String.init) ?? "root").filter { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "." }
+        return "/run/mdevsim/exec/\(name)-\(String(hash, radix: 16))"
+    }
+
+    @Test("exec's private state: made root-only, and a directory another user made or could write is refused")
+    func hostileState() throws {
+        try withMountedHost { h in
+            let state = Self.defaultState(for: h.root)
+            defer { try? FileManager.default.removeItem(atPath: state) }
+            var r = try run(mdevsimBinary, ["exec", h.root, "--", "mdevctl", "types"])
+            #expect(r.status == 0, "\(r)")
+            for path in ["/run/mdevsim", "/run/mdevsim/exec", state, state + "/mdevctl.d", state + "/mdevctl.d/scripts.d/callouts"] {
+                var st = stat()
+                #expect(lstat(path, &st) == 0 && st.st_uid == 0 && st.st_mode & 0o077 == 0, "\(path) mode \(String(st.st_mode & 0o777, radix: 8)) uid \(st.st_uid)")
+            }
+            // Another user planted the directory (and a callout in it).
+            try FileManager.default.removeItem(atPath: state)
+            try FileManager.default.createDirectory(atPath: state + "/mdevctl.d/scripts.d/callouts", withIntermediateDirectories: true)
+            #expect(chown(state, 65534, 65534) == 0)
+            r = try run(mdevsimBinary, ["exec", h.root, "--", "true"])
+            #expect(r.status == 1 && r.err.contains("refusing \(state): it belongs to uid 65534"), "\(r)")
+            // Ours, but anyone may write in it.
+            #expect(chown(state, 0, 0) == 0 && chmod(state + "/mdevctl.d", 0o777) == 0)
+            r = try run(mdevsimBinary, ["exec", h.root, "--", "true"])
+            #expect(r.status == 1 && r.err.contains("lets others write in it"), "\(r)")
+            // A link where the directory should be.
+            try FileManager.default.removeItem(atPath: state)
+            try FileManager.default.createSymbolicLink(atPath: state, withDestinationPath: "/tmp")
+            r = try run(mdevsimBinary, ["exec", h.root, "--", "true"])
+            #expect(r.status == 1 && r.err.contains("it is not a directory"), "\(r)")
+            // --mdevctl-dir is held to the same rule.
+            let shared = makeTempDirectory("shared")
+            defer { try? FileManager.default.removeItem(atPath: shared) }
+            #expect(chmod(shared, 0o777) == 0)
+            r = try run(mdevsimBinary, ["exec", h.root, "--mdevctl-dir", shared, "--", "true"])
+            #expect(r.status == 1 && r.err.contains("lets others write in it"), "\(r)")
+        }
+    }
 }
