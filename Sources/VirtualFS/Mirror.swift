@@ -22,30 +22,27 @@ extension TreeContents {
         return ino
     }
 
-    /// Brings one mirrored name up to date with the real directory.
-    mutating func refresh(_ dir: Inode, name: String) {
-        guard let m = mirrors[dir], name != ".", name != "..", !name.contains("/") else { return }
-        let real = m.realPath + "/" + name
-        var st = stat()
-        let exists = lstat(real, &st) == 0
-        if let existing = children[dir]?[name] {
-            if exists || !mirrored.contains(existing) { return }
-            removeIfPresent(name, in: dir)
+    /// Brings one mirrored name up to date with what `probe` found of it.
+    mutating func apply(_ p: MirrorProbe, in dir: Inode) {
+        guard let m = mirrors[dir], m.realPath == p.directory else { return }
+        if let existing = children[dir]?[p.name] {
+            if p.status != nil || !mirrored.contains(existing) { return }
+            removeIfPresent(p.name, in: dir)
             return
         }
-        guard exists else { return }
+        guard let st = p.status else { return }
+        let real = m.realPath + "/" + p.name
         let permissions = UInt32(st.st_mode & 0o7777)
         switch st.st_mode & S_IFMT {
         case S_IFDIR:
-            if let ino = try? directory(name, in: dir, permissions: permissions) {
+            if let ino = try? directory(p.name, in: dir, permissions: permissions) {
                 mirrors[ino] = MirrorDirectory(realPath: real, allowWrites: m.allowWrites)
                 mirrored.insert(ino)
             }
         case S_IFLNK:
-            let target = (try? FileManager.default.destinationOfSymbolicLink(atPath: real)) ?? ""
-            if let node = try? symlink(name, in: dir, to: target) { mirrored.insert(node.ino) }
+            if let node = try? symlink(p.name, in: dir, to: p.linkTarget ?? "") { mirrored.insert(node.ino) }
         case S_IFREG:
-            if let node = try? file(name, in: dir, PassthroughFile(path: real, allowWrites: m.allowWrites), permissions: permissions) {
+            if let node = try? file(p.name, in: dir, PassthroughFile(path: real, allowWrites: m.allowWrites), permissions: permissions) {
                 mirrored.insert(node.ino)
             }
         default:
@@ -53,24 +50,65 @@ extension TreeContents {
         }
     }
 
-    /// Resolves a path, finding mirrored entries on the way.
+    /// Brings a whole mirrored directory up to date with a listing probed outside the lock.
+    mutating func apply(_ listing: MirrorListing, in dir: Inode) {
+        guard let m = mirrors[dir], m.realPath == listing.directory else { return }
+        for p in listing.entries { apply(p, in: dir) }
+        let names = Set(listing.entries.map(\.name))
+        for (name, ino) in children[dir] ?? [:] where mirrored.contains(ino) && !names.contains(name) {
+            removeIfPresent(name, in: dir)
+        }
+    }
+
+    /// The real directory a mirrored directory shows, if it is one.
+    func mirroredPath(_ dir: Inode) -> String? { mirrors[dir]?.realPath }
+
+    /// Resolves a path, finding mirrored entries on the way (start-up only:
+    /// it reads the real file system while the caller holds the tree).
     public mutating func resolveLive(_ path: String) throws(FSError) -> Node {
         var node = nodes[Tree.rootIno]!
         for part in path.split(separator: "/") where !part.isEmpty {
-            if mirrors[node.ino] != nil { refresh(node.ino, name: String(part)) }
+            if let real = mirroredPath(node.ino) { apply(MirrorProbe(directory: real, name: String(part)), in: node.ino) }
             node = try lookup(parent: node.ino, name: String(part))
         }
         return node
     }
+}
 
-    /// Brings a whole mirrored directory up to date.
-    mutating func refresh(_ dir: Inode) {
-        guard let m = mirrors[dir] else { return }
-        let names = Set((try? FileManager.default.contentsOfDirectory(atPath: m.realPath)) ?? [])
-        for name in names { refresh(dir, name: name) }
-        for (name, ino) in children[dir] ?? [:] where mirrored.contains(ino) && !names.contains(name) {
-            removeIfPresent(name, in: dir)
+/// What one entry of a real directory is, found without holding the tree's
+/// lock: a slow real file system must not stall every other request.
+struct MirrorProbe {
+    let directory: String
+    let name: String
+    /// Its `lstat`, nil when it does not exist.
+    let status: stat?
+    let linkTarget: String?
+
+    init(directory: String, name: String) {
+        self.directory = directory
+        self.name = name
+        guard name != ".", name != "..", !name.contains("/") else {
+            status = nil
+            linkTarget = nil
+            return
         }
+        let real = directory + "/" + name
+        var st = stat()
+        status = lstat(real, &st) == 0 ? st : nil
+        linkTarget = status.map { $0.st_mode & S_IFMT == S_IFLNK } == true
+            ? (try? FileManager.default.destinationOfSymbolicLink(atPath: real)) : nil
+    }
+}
+
+/// Every entry of a real directory, probed without the tree's lock.
+struct MirrorListing {
+    let directory: String
+    let entries: [MirrorProbe]
+
+    init(directory: String) {
+        self.directory = directory
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        entries = names.map { MirrorProbe(directory: directory, name: $0) }
     }
 }
 

@@ -64,8 +64,11 @@ public final class Tree: Sendable {
     /// `lookup` and whether the kernel may cache the entry and its attributes
     /// (a directory or link not mirrored from a real directory), under one lock.
     public func lookupEntry(parent: Inode, name: String) throws(FSError) -> (node: Node, cacheable: Bool) {
-        try contents.withLock { (c: inout TreeContents) throws(FSError) -> (node: Node, cacheable: Bool) in
-            if c.mirrors[parent] != nil { c.refresh(parent, name: name) }
+        // A mirrored directory's entry is looked at on the real file system
+        // first, without the lock; what was found is applied under it.
+        let probe = contents.withLock { $0.mirroredPath(parent) }.map { MirrorProbe(directory: $0, name: name) }
+        return try contents.withLock { (c: inout TreeContents) throws(FSError) -> (node: Node, cacheable: Bool) in
+            if let probe { c.apply(probe, in: parent) }
             let node = try c.lookup(parent: parent, name: name)
             return (node, c.isCacheable(node))
         }
@@ -81,8 +84,9 @@ public final class Tree: Sendable {
 
     /// The entries of a directory, sorted by name.
     public func entries(of ino: Inode) throws(FSError) -> [(name: String, node: Node)] {
-        try contents.withLock { (c: inout TreeContents) throws(FSError) -> [(name: String, node: Node)] in
-            if c.mirrors[ino] != nil { c.refresh(ino) }
+        let listing = contents.withLock { $0.mirroredPath(ino) }.map { MirrorListing(directory: $0) }
+        return try contents.withLock { (c: inout TreeContents) throws(FSError) -> [(name: String, node: Node)] in
+            if let listing { c.apply(listing, in: ino) }
             return try c.entries(of: ino)
         }
     }

@@ -8,7 +8,8 @@ import VirtualFS
 
 @Suite("passthrough of real directories", .requires(canMount, "needs /dev/fuse and fusermount3"), .timeLimit(.minutes(1)))
 struct PassthroughTests {
-    func mirrored<R>(_ mirrors: [(String, String)], allowWrites: Bool = false, config: HostConfig? = nil, _ body: (String, SimulatedHost) throws -> R) throws -> R {
+    func mirrored<R>(_ mirrors: [(String, String)], allowWrites: Bool = false, config: HostConfig? = nil, options: MountOptions = testMountOptions,
+                     _ body: (String, SimulatedHost) throws -> R) throws -> R {
         let tree = Tree()
         try tree.update { (c: inout TreeContents) throws(FSError) in
             for (real, dest) in mirrors {
@@ -18,7 +19,7 @@ struct PassthroughTests {
         }
         var p = ParentConfig(address: "0000:00:10.0")
         p.iommuGroup = 40
-        return try withMounted(try SimulatedHost(config: config ?? HostConfig(parents: [p]), tree: tree)) { try body($0.root, $0.host) }
+        return try withMounted(try SimulatedHost(config: config ?? HostConfig(parents: [p]), tree: tree), options: options) { try body($0.root, $0.host) }
     }
 
     @Test("this machine's PCI devices mirrored: every stable readable file and every link equals the original", .requires(FileManager.default.fileExists(atPath: "/sys/devices/pci0000:00"), "needs a real PCI tree at /sys/devices/pci0000:00"))
@@ -86,6 +87,30 @@ struct PassthroughTests {
             Issue.record("a real 0000:00:02.0 was shadowed")
         } catch let e as FSError {
             #expect(e.reason.contains("0000:00:02.0 is both in the recorded or mirrored tree"), "\(e)")
+        }
+    }
+
+    @Test("a slow real file system behind a mirror stalls only the requests that reach it")
+    func slowRealFileSystem() throws {
+        var live = testMountOptions
+        live.entryCacheSeconds = 0
+        // The "real" file system is another mount whose lookups of one directory take 1.5 s.
+        try withMountedHost(options: live) { slow in
+            try slow.host.faults.add(try FaultRule.parse("path=sys/bus/pci/devices op=lookup delay_ms=1500"))
+            try mirrored([(slow.root + "/sys/bus/pci", "m/pci")], options: live) { dir, _ in
+                let stalled = DispatchSemaphore(value: 0)
+                Thread {
+                    _ = exists(dir + "/m/pci/devices")        // waits on the slow file system
+                    stalled.signal()
+                }.start()
+                usleep(200_000)
+                let start = Date()
+                let vendor = try readText(dir + "/sys/bus/pci/devices/0000:00:10.0/vendor")
+                let took = Date().timeIntervalSince(start)
+                #expect(vendor == "0x8086\n")
+                #expect(took < 0.5, "an unrelated read waited \(took) s behind the slow lookup")
+                _ = stalled.wait(timeout: .now() + 5)
+            }
         }
     }
 }
