@@ -188,6 +188,28 @@ public struct HostConfig: Codable, Sendable, Equatable {
     /// pool gives the counts a real host shows: V5_8=7, V5_4=5, V5_2=2, V5_1=1.
     public static let builtIn = HostConfig(parents: [ParentConfig(address: "0000:00:02.0")])
 
+    /// Every key a config file may hold, and what each must be.
+    public static let schema: Schema = {
+        let type: Schema = .mapping([
+            "name": .scalar(.text), "low_gm_mb": .scalar(.integer), "high_gm_mb": .scalar(.integer), "fences": .scalar(.integer),
+            "weight": .scalar(.integer), "resolution": .scalar(.text), "aggregation": .scalar(.boolean),
+            "max_aggregation": .scalar(.integer), "migration_features": .list(.scalar(.text)),
+            "resume_failure": .scalar(.text), "migration_protocol": .scalar(.text),
+        ])
+        let workload: Schema = .mapping([
+            "clock": .scalar(.text), "seed": .scalar(.integer), "dirty_rate_mbps": .scalar(.number), "working_set_mib": .scalar(.integer),
+        ])
+        let parent: Schema = .mapping([
+            "address": .scalar(.text), "vendor": .scalar(.hex), "device": .scalar(.hex), "subsystem_vendor": .scalar(.hex),
+            "subsystem_device": .scalar(.hex), "class": .scalar(.hex), "revision": .scalar(.hex), "driver": .scalar(.text),
+            "type_prefix": .scalar(.text), "aperture_mb": .scalar(.integer), "hidden_mb": .scalar(.integer), "fences": .scalar(.integer),
+            "host_low_gm_mb": .scalar(.integer), "host_high_gm_mb": .scalar(.integer), "host_fences": .scalar(.integer),
+            "max_vgpus": .scalar(.integer), "iommu_group": .scalar(.integer), "driver_version": .scalar(.text),
+            "types": .list(type), "workload": workload,
+        ])
+        return .mapping(["parents": .list(parent)])
+    }()
+
     /// Bounds that keep a hostile config from exhausting the daemon.
     public static let maxParents = 4096
     public static let maxTypesPerParent = 64
@@ -209,7 +231,7 @@ public struct HostConfig: Codable, Sendable, Equatable {
         guard text.utf8.count <= 16 << 20 else { throw ConfigError("\(source): config files are limited to 16 MiB") }
         let config: HostConfig
         do {
-            config = try SafeYAML.decode(HostConfig.self, from: text)
+            config = try SafeYAML.decode(HostConfig.self, from: text, schema: HostConfig.schema)
         } catch let error as SafeYAML.Refusal {
             throw ConfigError("\(source): \(error)")
         } catch let error as DecodingError {
@@ -234,6 +256,16 @@ public struct HostConfig: Codable, Sendable, Equatable {
                 throw ConfigError("\(at): address must look like 0000:00:02.0 (domain:bus:device.function, lowercase hex)")
             }
             guard seen.insert(p.address).inserted else { throw ConfigError("\(at): address is used by an earlier parent") }
+            for (name, id, limit) in [("vendor", p.vendor, 0xffff), ("device", p.device, 0xffff), ("subsystem_vendor", p.subsystemVendor, 0xffff),
+                                      ("subsystem_device", p.subsystemDevice, 0xffff), ("class", p.pciClass, 0xff_ffff), ("revision", p.revision, 0xff)]
+            where !(0...limit).contains(id.value) {
+                throw ConfigError("\(at): \(name) 0x\(String(id.value, radix: 16)) does not fit its PCI register (at most 0x\(String(limit, radix: 16)))")
+            }
+            for (name, value, limit) in [("aperture_mb", p.apertureMB, 1 << 20), ("hidden_mb", p.hiddenMB, 1 << 20), ("fences", p.fences, 4096),
+                                         ("host_low_gm_mb", p.hostLowGMMB, 1 << 20), ("host_high_gm_mb", p.hostHighGMMB, 1 << 20), ("host_fences", p.hostFences, 4096)]
+            where !(0...limit).contains(value) {
+                throw ConfigError("\(at): \(name) is \(value); it must be 0...\(limit)")
+            }
             guard p.apertureMB > p.hostLowGMMB, p.hiddenMB > p.hostHighGMMB, p.fences > p.hostFences else {
                 throw ConfigError("\(at): aperture_mb, hidden_mb and fences must exceed what the host keeps (host_low_gm_mb, host_high_gm_mb, host_fences)")
             }
@@ -265,6 +297,13 @@ public struct HostConfig: Codable, Sendable, Equatable {
                 }
                 guard t.lowGMMB > 0, t.highGMMB > 0, t.fences > 0, t.weight > 0 else {
                     throw ConfigError("\(at): type '\(t.name)' needs positive low_gm_mb, high_gm_mb, fences and weight")
+                }
+                guard t.lowGMMB <= p.apertureMB, t.highGMMB <= p.hiddenMB, t.fences <= p.fences, t.weight <= 1 << 16 else {
+                    throw ConfigError("\(at): type '\(t.name)' asks for more than the parent has (low_gm_mb ≤ aperture_mb, high_gm_mb ≤ hidden_mb, fences ≤ fences)")
+                }
+                let dims = t.resolution.split(separator: "x", omittingEmptySubsequences: false).map { Int($0) }
+                guard dims.count == 2, let w = dims[0], let h = dims[1], (1...16384).contains(w), (1...16384).contains(h) else {
+                    throw ConfigError("\(at): type '\(t.name)': resolution must be WIDTHxHEIGHT such as 1920x1200, got '\(t.resolution)'")
                 }
                 let features = Set(t.migrationFeatures)
                 guard features.contains("stop_copy"), features.isSubset(of: ["stop_copy", "p2p", "pre_copy"]) else {
