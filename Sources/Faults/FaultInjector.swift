@@ -34,7 +34,12 @@ public final class FaultInjector: OperationHook, MigrationFaultHook, Sendable {
 
     public func add(_ rule: FaultRule) throws {
         let action = try rule.validated()
-        state.withLock { $0.rules.append(Active(rule: rule, action: action, pattern: Glob(rule.path), rng: rule.seed ?? 0x9e37_79b9)) }
+        try state.withLock { s in
+            if s.rules.contains(where: { $0.rule.name == rule.name }) {
+                throw FaultError("a rule named '\(rule.name)' is already active; give this one its own name= (or clear the rules first)")
+            }
+            s.rules.append(Active(rule: rule, action: action, pattern: Glob(rule.path), rng: rule.seed ?? 0x9e37_79b9))
+        }
         active.store(true, ordering: .relaxed)
     }
 
@@ -83,7 +88,7 @@ public final class FaultInjector: OperationHook, MigrationFaultHook, Sendable {
         let result: MigrationFaultAction? = state.withLock { s in
             for i in s.rules.indices {
                 let rule = s.rules[i].rule
-                guard rule.isDeviceRule, Glob.component(Substring(rule.device ?? "*"), Substring(uuid)),
+                guard rule.isDeviceRule, fnmatch(rule.device ?? "*", uuid, 0) == 0,
                       let action = try? rule.deviceAction(offset: 0) else { continue }
                 var what = ""
                 switch (event, action) {
@@ -140,7 +145,7 @@ public final class FaultInjector: OperationHook, MigrationFaultHook, Sendable {
     static func describe(_ a: HookAction) -> String {
         switch a {
         case .proceed: "proceed"
-        case .fail(let e): FaultRule.errnos.first { $0.value == e }?.key ?? "errno \(e)"
+        case .fail(let e): FSError(e).name
         case .delay(let ms): "delay \(ms) ms"
         case .shortRead(let n): "short read of \(n) bytes"
         }
@@ -174,16 +179,32 @@ public final class FaultInjector: OperationHook, MigrationFaultHook, Sendable {
     }
 }
 
-/// Path globs: `*` matches within one component, `**` any number of components.
+/// Path globs: `*`, `?` and `[...]` within one component (fnmatch(3)), `**`
+/// any number of components.
 struct Glob: Sendable {
-    let parts: [Substring]
-    init(_ pattern: String) { parts = pattern.split(separator: "/", omittingEmptySubsequences: true) }
+    let parts: [String]
+    init(_ pattern: String) { parts = pattern.split(separator: "/", omittingEmptySubsequences: true).map(String.init) }
+
+    /// Why `pattern` is not a glob over paths inside the mount, or nil.
+    static func problem(_ pattern: String) -> String? {
+        if pattern.hasPrefix("/") { return "'\(pattern)' is absolute; globs are relative to the mount, such as sys/**/create" }
+        for part in pattern.split(separator: "/", omittingEmptySubsequences: true) {
+            if part == ".." || part == "." { return "'\(pattern)' has a '\(part)' component; name the path as it is" }
+            if part.contains("**") && part != "**" { return "'\(part)' mixes ** with other characters; ** stands alone between slashes" }
+            var depth = 0
+            for ch in part {
+                if ch == "[" { depth += 1 } else if ch == "]" && depth > 0 { depth -= 1 }
+            }
+            if depth != 0 { return "'\(part)' opens a [ that it does not close" }
+        }
+        return nil
+    }
 
     func matches(_ path: String) -> Bool {
         Glob.match(parts[...], path.split(separator: "/", omittingEmptySubsequences: true)[...])
     }
 
-    static func match(_ p: ArraySlice<Substring>, _ s: ArraySlice<Substring>) -> Bool {
+    static func match(_ p: ArraySlice<String>, _ s: ArraySlice<Substring>) -> Bool {
         guard let first = p.first else { return s.isEmpty }
         if first == "**" {
             var rest = s
@@ -193,23 +214,7 @@ struct Glob: Sendable {
                 rest = rest.dropFirst()
             }
         }
-        guard let name = s.first, component(first, name) else { return false }
+        guard let name = s.first, fnmatch(first, String(name), 0) == 0 else { return false }
         return match(p.dropFirst(), s.dropFirst())
-    }
-
-    /// `*` and `?` within a component.
-    static func component(_ p: Substring, _ s: Substring) -> Bool {
-        let pc = Array(p), sc = Array(s)
-        var memo = [[Bool?]](repeating: [Bool?](repeating: nil, count: sc.count + 1), count: pc.count + 1)
-        func go(_ i: Int, _ j: Int) -> Bool {
-            if let m = memo[i][j] { return m }
-            let r: Bool
-            if i == pc.count { r = j == sc.count }
-            else if pc[i] == "*" { r = go(i + 1, j) || (j < sc.count && go(i, j + 1)) }
-            else { r = j < sc.count && (pc[i] == "?" || pc[i] == sc[j]) && go(i + 1, j + 1) }
-            memo[i][j] = r
-            return r
-        }
-        return go(0, 0)
     }
 }

@@ -76,23 +76,28 @@ public struct FaultRule: Codable, Sendable, Equatable {
         untilMS = try c.decodeIfPresent(Int.self, forKey: .untilMS)
     }
 
-    /// errno names a rule may use.
-    public static let errnos: [String: Int32] = [
-        "EPERM": EPERM, "ENOENT": ENOENT, "EIO": EIO, "EAGAIN": EAGAIN, "ENOMEM": ENOMEM, "EACCES": EACCES,
-        "EBUSY": EBUSY, "EEXIST": EEXIST, "ENODEV": ENODEV, "EINVAL": EINVAL, "ENOSPC": ENOSPC, "EFAULT": EFAULT,
-        "ENOMSG": ENOMSG, "EUSERS": EUSERS, "ETIMEDOUT": ETIMEDOUT, "EBADF": EBADF,
-    ]
-
     /// Checks the rule and returns what it does to file operations (`.proceed`
     /// for device rules), or says what is wrong.
     public func validated() throws -> HookAction {
         let whens = [once != nil, every != nil, after != nil, probability != nil].filter { $0 }.count
         guard whens <= 1 else { throw FaultError("rule '\(name)': give at most one of once, every, after, probability") }
+        if seed != nil && probability == nil { throw FaultError("rule '\(name)': seed= goes with probability=") }
         if isDeviceRule {
+            if !path.isEmpty || op != "any" { throw FaultError("rule '\(name)': path= and op= are for file rules; a device rule names device=UUID-glob") }
+            if delayMS != nil || shortRead != nil { throw FaultError("rule '\(name)': delay_ms= and short_read= are for file rules") }
+            if errno != nil && arc == nil { throw FaultError("rule '\(name)': errno= goes with arc= (or with path= for a file rule)") }
+            if errno != nil && toError == true { throw FaultError("rule '\(name)': give errno= (the arc fails) or to_error=true (the device drops into ERROR), not both") }
+            if toError != nil && arc == nil { throw FaultError("rule '\(name)': to_error= goes with arc=") }
+            if at != nil && stream == nil { throw FaultError("rule '\(name)': at= goes with stream=") }
+            if let device, let problem = Glob.problem(device) { throw FaultError("rule '\(name)': device \(problem)") }
             _ = try deviceAction(offset: 0)
             return .proceed
         }
+        if device != nil || toError != nil || at != nil {
+            throw FaultError("rule '\(name)': device=, to_error= and at= are for device rules (with arc=, stream=, resume= or spike_mbps=)")
+        }
         guard !path.isEmpty else { throw FaultError("rule '\(name)': path is empty") }
+        if let problem = Glob.problem(path) { throw FaultError("rule '\(name)': path \(problem)") }
         guard op == "any" || FileOperation(rawValue: op) != nil else {
             throw FaultError("rule '\(name)': op '\(op)' is not any, " + FileOperation.allCases.map(\.rawValue).joined(separator: ", "))
         }
@@ -103,8 +108,8 @@ public struct FaultRule: Codable, Sendable, Equatable {
         if let after, after < 0 { throw FaultError("rule '\(name)': after must not be negative") }
         if let p = probability, !(0...1).contains(p) { throw FaultError("rule '\(name)': probability must be within 0...1") }
         if let e = errno {
-            guard let value = FaultRule.errnos[e.uppercased()] else {
-                throw FaultError("rule '\(name)': errno '\(e)' is not one of " + FaultRule.errnos.keys.sorted().joined(separator: ", "))
+            guard let value = FSError.errno(named: e) else {
+                throw FaultError("rule '\(name)': errno '\(e)' is not an errno name such as EIO, ENOSPC or ETIMEDOUT (see errno(3))")
             }
             return .fail(value)
         }
@@ -130,7 +135,9 @@ public struct FaultRule: Codable, Sendable, Equatable {
             }
             if toError == true { return .errorArc }
             let e = errno ?? "EIO"
-            guard let value = FaultRule.errnos[e.uppercased()] else { throw FaultError("rule '\(name)': errno '\(e)' is unknown") }
+            guard let value = FSError.errno(named: e) else {
+                throw FaultError("rule '\(name)': errno '\(e)' is not an errno name such as EIO, ENOSPC or ETIMEDOUT (see errno(3))")
+            }
             return .failArc(value)
         }
         if let stream {
@@ -171,9 +178,13 @@ public struct FaultRule: Codable, Sendable, Equatable {
             }
         }
         var fields: [String: String] = [:]
-        for pair in trimmed.split(whereSeparator: { $0 == " " || $0 == "\t" }) {
+        // Any white space separates words, so a long rule may go on over lines inside its quotes.
+        for pair in trimmed.split(whereSeparator: \.isWhitespace) {
             guard let eq = pair.firstIndex(of: "=") else { throw FaultError("'\(pair)' is not key=value") }
-            fields[String(pair[..<eq])] = String(pair[pair.index(after: eq)...])
+            let key = String(pair[..<eq])
+            guard fields.updateValue(String(pair[pair.index(after: eq)...]), forKey: key) == nil else {
+                throw FaultError("\(key)= is given twice; keep one")
+            }
         }
         let deviceRule = fields["arc"] != nil || fields["stream"] != nil || fields["resume"] != nil || fields["spike_mbps"] != nil
         guard let path = fields["path"] ?? (deviceRule ? "" : nil) else {
@@ -183,7 +194,7 @@ public struct FaultRule: Codable, Sendable, Equatable {
                              path: path, op: fields["op"] ?? "any")
         rule.device = fields["device"]
         rule.arc = fields["arc"]
-        rule.toError = fields["to_error"].map { $0 == "true" || $0 == "1" }
+        rule.toError = try fields["to_error"].map { try bool($0, "to_error") }
         rule.stream = fields["stream"]
         rule.at = try fields["at"].map { try int($0, "at") }
         rule.resume = fields["resume"]
@@ -194,7 +205,7 @@ public struct FaultRule: Codable, Sendable, Equatable {
         rule.errno = fields["errno"]
         rule.delayMS = try fields["delay_ms"].map { try int($0, "delay_ms") }
         rule.shortRead = try fields["short_read"].map { try int($0, "short_read") }
-        rule.once = fields["once"].map { $0 == "true" || $0 == "1" }
+        rule.once = try fields["once"].map { try bool($0, "once") }
         rule.every = try fields["every"].map { try int($0, "every") }
         rule.after = try fields["after"].map { try int($0, "after") }
         rule.probability = try fields["probability"].map { v in
@@ -209,9 +220,19 @@ public struct FaultRule: Codable, Sendable, Equatable {
         }
         let known: Set<String> = ["name", "path", "op", "errno", "delay_ms", "short_read", "once", "every", "after", "probability", "seed",
                                   "device", "arc", "to_error", "stream", "at", "resume", "spike_mbps", "from_ms", "until_ms"]
-        if let unknown = fields.keys.first(where: { !known.contains($0) }) { throw FaultError("unknown key '\(unknown)'") }
+        if let unknown = fields.keys.sorted().first(where: { !known.contains($0) }) {
+            throw FaultError("unknown key '\(unknown)'; a rule takes \(known.sorted().joined(separator: ", "))")
+        }
         _ = try rule.validated()
         return rule
+    }
+
+    static func bool(_ v: String, _ key: String) throws -> Bool {
+        switch v {
+        case "true": return true
+        case "false": return false
+        default: throw FaultError("\(key) is true or false, not '\(v)'")
+        }
     }
 
     static func int(_ v: String, _ key: String) throws -> Int {
@@ -256,6 +277,16 @@ public struct FaultError: Error, CustomStringConvertible {
 public struct FaultPlan: Codable, Sendable {
     public var rules: [FaultRule]
 
+    /// Every key a rule may hold, and what each must be.
+    static let schema: Schema = {
+        var keys: [String: Schema] = [:]
+        for k in ["name", "path", "op", "errno", "device", "arc", "stream", "resume"] { keys[k] = .scalar(.text) }
+        for k in ["delay_ms", "short_read", "every", "after", "seed", "at", "from_ms", "until_ms"] { keys[k] = .scalar(.integer) }
+        for k in ["probability", "spike_mbps"] { keys[k] = .scalar(.number) }
+        for k in ["once", "to_error"] { keys[k] = .scalar(.boolean) }
+        return .mapping(["rules": .list(.mapping(keys))])
+    }()
+
     public static func load(path: String) throws -> FaultPlan {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
             throw FaultError("\(path): cannot read the fault plan")
@@ -267,8 +298,12 @@ public struct FaultPlan: Codable, Sendable {
     public static func parse(_ text: String, source: String = "fault plan") throws -> FaultPlan {
         guard text.utf8.count <= 1 << 20 else { throw FaultError("\(source): fault plans are limited to 1 MiB") }
         do {
-            let plan = try SafeYAML.decode(FaultPlan.self, from: text)
-            for r in plan.rules { _ = try r.validated() }
+            let plan = try SafeYAML.decode(FaultPlan.self, from: text, schema: FaultPlan.schema)
+            var names = Set<String>()
+            for r in plan.rules {
+                _ = try r.validated()
+                guard names.insert(r.name).inserted else { throw FaultError("rule '\(r.name)' is named twice; give each rule its own name=") }
+            }
             return plan
         } catch let e as FaultError {
             throw FaultError("\(source): \(e)")

@@ -10,7 +10,8 @@ struct Mdevsim: ParsableCommand {
         tools at it:
 
           mdevsim mount --daemon /tmp/mdev
-          cat /tmp/mdev/sys/class/mdev_bus/0000:00:02.0/mdev_supported_types/i915-GVTg_V5_4/available_instances
+          T=/tmp/mdev/sys/class/mdev_bus/0000:00:02.0/mdev_supported_types
+          cat $T/i915-GVTg_V5_4/available_instances
           mdevsim exec /tmp/mdev -- mdevctl types
           mdevsim unmount /tmp/mdev
         """,

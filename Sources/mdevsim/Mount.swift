@@ -247,7 +247,8 @@ struct Wait: ParsableCommand {
         abstract: "Wait until DIR is an mdevsim mount that answers (exit 0), or the timeout passes (exit 1).",
         discussion: """
         For scripts that start the daemon in the background:
-          mdevsim mount /tmp/mdev & mdevsim wait /tmp/mdev && mdevsim exec /tmp/mdev -- mdevctl types
+          mdevsim mount /tmp/mdev &
+          mdevsim wait /tmp/mdev && mdevsim exec /tmp/mdev -- mdevctl types
         """
     )
 

@@ -183,7 +183,8 @@ struct Migrate: ParsableCommand {
         --bandwidth (or --max-iterations), then STOP_COPY, loads DST, checks both digests,
         sets DST RUNNING and releases SRC (STOP). On any failure SRC ends RUNNING and DST
         is reset; the message names the step.
-          mdevsim migrate /tmp/mdev/vfio/$SRC /tmp/mdev/vfio/$DST --max-downtime 100 --bandwidth 500
+          mdevsim migrate /tmp/mdev/vfio/$SRC /tmp/mdev/vfio/$DST \\
+              --max-downtime 100 --bandwidth 500
         """
     )
     @Argument(help: "Source device.") var source: String
@@ -304,8 +305,9 @@ struct Fault: ParsableCommand {
         spike_mbps=N. Fired faults are logged in DIR/.mdevsim/log and the daemon's log;
         DIR/.mdevsim/surprise_remove takes 'device UUID' or 'parent BDF'.
 
-          mdevsim fault add /tmp/mdev 'path=sys/**/create op=write errno=ENOSPC once=true'
-          mdevsim fault add /tmp/mdev 'name=slow path=vfio/*/migration/data op=read delay_ms=200 every=3'
+          mdevsim fault add /tmp/mdev 'path=sys/**/create op=write errno=ENOSPC'
+          mdevsim fault add /tmp/mdev 'name=slow path=vfio/*/migration/data
+              op=read delay_ms=200 every=3'
           mdevsim fault add /tmp/mdev 'device=* arc=*>STOP_COPY errno=EIO once=true'
           mdevsim fault list /tmp/mdev
           mdevsim fault clear /tmp/mdev
@@ -324,7 +326,35 @@ struct Fault: ParsableCommand {
     }
 
     struct Add: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Add a rule (key=value words, or a JSON object).")
+        static let configuration = CommandConfiguration(
+            abstract: "Add a rule (key=value words, or a JSON object).",
+            discussion: """
+            File rules: path=GLOB (relative to the mount; * ? [..] within a component,
+            ** across) and op=OP (lookup getattr setattr open read write readdir
+            readlink, or any), with exactly one of
+              errno=NAME     the operation fails (any errno name: EIO, ENOSPC, ...)
+              delay_ms=N     it waits N ms (0...60000) first
+              short_read=N   a read returns at most N bytes
+            Device rules: device=UUID-GLOB (default *) with exactly one of
+              arc=FROM>TO    the arc fails with errno=NAME (default EIO), or with
+                             to_error=true drops the device into ERROR (* = any state)
+              stream=flip_bit|truncate at=BYTE   the saving stream is damaged there
+              resume=reject|corrupt              resume refuses, or loads then corrupts
+              spike_mbps=N   entering PRE_COPY makes the guest dirty N MB/s
+            When (at most one; default every time): once=true, every=N, after=N,
+            probability=P (0...1, with seed=S); and/or from_ms=A until_ms=B after
+            the rule was added. name=NAME names it (each name once); booleans are
+            true or false. A rule may go on over lines inside its quotes.
+
+              mdevsim fault add /tmp/mdev 'path=sys/**/create op=write
+                  errno=ENOSPC once=true'
+              mdevsim fault add /tmp/mdev 'name=slow path=vfio/*/migration/data
+                  op=read delay_ms=200 every=3'
+              mdevsim fault add /tmp/mdev 'path=sys/** op=lookup errno=EIO
+                  probability=0.1 seed=7'
+              mdevsim fault add /tmp/mdev 'device=* arc=RUNNING>STOP_COPY to_error=true'
+              mdevsim fault add /tmp/mdev '{"path": "sys/**", "short_read": 1}'
+            """)
         @Argument(help: "The mount.") var directory: String
         @Argument(help: "The rule.") var rule: String
         func validate() throws {
@@ -359,7 +389,8 @@ struct SnapshotCommand: ParsableCommand {
         discussion: """
         Unreadable attributes are noted, not fatal. Serve the file with mdevsim mount DIR --tree FILE,
         beside simulated parents (which must use other PCI addresses).
-          mdevsim snapshot /sys/devices/pci0000:00 /sys/bus/pci/devices -o host-pci.json
+          mdevsim snapshot /sys/devices/pci0000:00 /sys/bus/pci/devices \\
+              -o host-pci.json
           mdevsim snapshot --from-umockdev gpu.umockdev -o gpu.json
         """
     )

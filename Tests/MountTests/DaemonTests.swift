@@ -161,4 +161,25 @@ struct DaemonTests {
         #expect(waitFor({ !daemon.isRunning }, seconds: 2), "the daemon still runs 2 s after unmount")
         print("large daemon: exited \(String(format: "%.0f", Date().timeIntervalSince(start) * 1000)) ms after unmount")
     }
+
+    @Test("--help examples stay whole at 80 columns and when piped")
+    func helpAt80Columns() throws {
+        let commands = [[], ["mount"], ["wait"], ["unmount"], ["exec"], ["record"], ["inspect"], ["verify"], ["diff"], ["replay"],
+                        ["migrate"], ["compat"], ["fsm"], ["fault"], ["fault", "add"], ["snapshot"], ["vfio-info"]]
+        func examples(_ text: String) -> [String] {
+            text.split(separator: "\n").map(String.init).filter { line in
+                ["mdevsim ", "echo ", "cat ", "T=", "op=", "errno=", "probability="].contains { line.drop { $0 == " " }.hasPrefix($0) } && line.hasPrefix("  ")
+            }
+        }
+        for command in commands {
+            let wide = try run("/usr/bin/env", ["COLUMNS=300", mdevsimBinary] + command + ["--help"])
+            let narrow = try run("/usr/bin/env", ["COLUMNS=80", mdevsimBinary] + command + ["--help"])
+            let piped = try run(mdevsimBinary, command + ["--help"])      // stdout is a file here
+            #expect(examples(narrow.out) == examples(wide.out), "mdevsim \(command.joined(separator: " ")) --help breaks an example at 80 columns")
+            #expect(examples(piped.out) == examples(wide.out), "mdevsim \(command.joined(separator: " ")) --help breaks an example when piped")
+            for line in narrow.out.split(separator: "\n") where line.hasPrefix("  ") && examples(String(line)).count == 1 {
+                #expect(line.count <= 80, "over 80 columns: \(line)")
+            }
+        }
+    }
 }

@@ -1,3 +1,5 @@
+import Faults
+import VirtualFS
 import Foundation
 import MdevCore
 import Testing
@@ -130,7 +132,12 @@ struct FaultCommandTests {
             r = try run(mdevsimBinary, ["fault", "list", h.root])
             #expect(r.out == "name=x path=sys/**/create op=write errno=ENOSPC every=2 matches=0 hits=0\n", "\(r)")
             r = try run(mdevsimBinary, ["fault", "add", h.root, "path=x errno=ENOPE"])
-            #expect(r.status == 64 && r.err.contains("errno 'ENOPE' is not one of"), "\(r)")
+            #expect(r.status == 64 && r.err.contains("errno 'ENOPE' is not an errno name"), "\(r)")
+            r = try run(mdevsimBinary, ["fault", "add", h.root, "--help"])
+            for piece in ["errno=NAME", "delay_ms=N", "short_read=N", "once=true", "every=N", "after=N", "probability=P", "seed=S",
+                          "from_ms=A", "until_ms=B", "device=", "arc=FROM>TO", "to_error=true", "stream=flip_bit", "resume=reject", "spike_mbps=N"] {
+                #expect(r.out.contains(piece), "fault add --help lacks \(piece)")
+            }
             #expect(try run(mdevsimBinary, ["fault", "clear", h.root]).status == 0)
             #expect(try run(mdevsimBinary, ["fault", "list", h.root]).out == "")
         }
@@ -362,5 +369,63 @@ struct MigrationStressTests {
             #expect(violations.isEmpty, "\(violations)")
             #expect(failedAsInjected > 0 && succeeded > 0)
         }
+    }
+}
+
+@Suite("fault rules refuse what they cannot mean, naming the field")
+struct FaultRuleGrammarTests {
+    @Test("bad rules", arguments: [
+        ("path=sys/* errno=EIO once=yes", "once is true or false, not 'yes'"),
+        ("path=sys/* errno=EIO once=1", "once is true or false, not '1'"),
+        ("device=* arc=*>STOP errno=EIO to_error=true", "give errno= (the arc fails) or to_error=true (the device drops into ERROR), not both"),
+        ("path=sys/[ab errno=EIO", "opens a [ that it does not close"),
+        ("path=/sys/* errno=EIO", "is absolute"),
+        ("path=sys/a**b errno=EIO", "mixes ** with other characters"),
+        ("path=sys/* errno=EIO errno=ENOSPC", "errno= is given twice"),
+        ("path=sys/* errno=EIO at=3", "at= are for device rules"),
+        ("device=* arc=*>STOP path=sys/*", "path= and op= are for file rules"),
+        ("device=* stream=flip_bit", "stream faults need at=BYTE"),
+        ("path=sys/* errno=EIO seed=3", "seed= goes with probability="),
+        ("path=sys/* errno=EIO colour=red", "unknown key 'colour'"),
+    ])
+    func refused(rule: String, message: String) {
+        do {
+            _ = try FaultRule.parse(rule)
+            Issue.record("accepted: \(rule)")
+        } catch {
+            #expect("\(error)".contains(message), "\(error)")
+        }
+    }
+
+    @Test("a rule may go on over lines, as the --help examples do")
+    func multiline() throws {
+        let rule = try FaultRule.parse("name=slow path=vfio/*/migration/data\n      op=read delay_ms=200 every=3")
+        #expect(rule.summary == "name=slow path=vfio/*/migration/data op=read delay_ms=200 every=3")
+    }
+
+    @Test("every errno name the system has is accepted, by its own value")
+    func errnos() throws {
+        for (name, value) in [("ETIMEDOUT", ETIMEDOUT), ("ECONNRESET", ECONNRESET), ("EHWPOISON", EHWPOISON), ("ENOTSUP", EOPNOTSUPP),
+                              ("EROFS", EROFS), ("eagain", EAGAIN)] {
+            let rule = try FaultRule.parse("path=sys/* errno=\(name)")
+            #expect(try rule.validated() == .fail(value), "\(name)")
+        }
+        #expect(FSError.errnoNames.count >= 130)
+    }
+
+    @Test("two rules of one name are refused, in a plan and at a running injector")
+    func duplicateNames() throws {
+        #expect(throws: FaultError.self) {
+            try FaultPlan.parse("rules:\n  - {name: a, path: 'sys/*', errno: EIO}\n  - {name: a, path: 'vfio/*', errno: EIO}\n")
+        }
+        do {
+            _ = try FaultPlan.parse("rules:\n  - {path: 'sys/*', errno: EIO, once: yes}\n")
+            Issue.record("once: yes accepted")
+        } catch {
+            #expect("\(error)".contains("rules[0].once: expected true or false, got 'yes'"), "\(error)")
+        }
+        let injector = FaultInjector()
+        try injector.add(try FaultRule.parse("name=a path=sys/* errno=EIO"))
+        #expect(throws: FaultError.self) { try injector.add(try FaultRule.parse("name=a path=vfio/* errno=EIO")) }
     }
 }
