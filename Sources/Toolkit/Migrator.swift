@@ -63,6 +63,7 @@ public enum Migrator {
             var buffer = [UInt8](repeating: 0, count: 1 << 20)
             /// Moves data from source to destination: up to `limit` bytes (one
             /// pre-copy pass: what was pending when it began), ENOMSG, or the end.
+            let bytes = ByteProgress(o.progress)
             func forward(_ data: DataStream, limit: Int = .max) throws -> (Int, Bool) {
                 var total = 0
                 while total < limit {
@@ -71,6 +72,7 @@ public enum Migrator {
                     case .data(let n):
                         try buffer.withUnsafeBytes { try sink.write(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
                         total += n
+                        bytes.add(n)
                     case .drained: return (total, false)
                     case .end: return (total, true)
                     }
@@ -86,6 +88,7 @@ public enum Migrator {
                 let budget = o.bandwidthMBps * 1e6 * o.maxDowntimeMS / 1000
                 for i in 1...max(1, o.maxIterations) {
                     try at("pre-copy iteration \(i)")
+                    bytes.label = "pre-copy iteration \(i)"
                     let pending = try src.precopyInfo()
                     let (n, _) = try forward(source!, limit: max(1, pending.initial + pending.dirty))
                     let dirty = try src.precopyInfo().dirty
@@ -96,6 +99,7 @@ public enum Migrator {
                 }
             }
             try at("source to STOP_COPY")
+            bytes.label = "stop-and-copy"
             let stopped = Date()
             try src.write("migration/state", "STOP_COPY")
             if source == nil { source = try DataStream(src, write: false) }

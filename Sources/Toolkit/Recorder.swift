@@ -31,13 +31,13 @@ public enum Recorder {
         if dev.migrationProtocol == .v2 { try dev.write("migration/state", "RUNNING") } else { try V1Client(dev).setState(0b001) }
     }
 
-    static func drain(_ data: DataStream, into blob: inout [UInt8], limit: Int = .max) throws -> (bytes: Int, ended: Bool) {
+    static func drain(_ data: DataStream, into blob: inout [UInt8], limit: Int = .max, progress: ByteProgress? = nil) throws -> (bytes: Int, ended: Bool) {
         var buffer = [UInt8](repeating: 0, count: 1 << 20)
         var total = 0
         while total < limit {
             try Interruption.check()
             switch try data.read(into: &buffer) {
-            case .data(let n): blob += buffer[0..<n]; total += n
+            case .data(let n): blob += buffer[0..<n]; total += n; progress?.add(n)
             case .drained: return (total, false)
             case .end: return (total, true)
             }
@@ -52,11 +52,13 @@ public enum Recorder {
         if o.live && !live { o.progress?("device has no pre_copy feature: stop-and-copy only") }
         try dev.write("migration/state", live ? "PRE_COPY" : "STOP_COPY")
         let data = try DataStream(dev, write: false)
+        let bytes = ByteProgress(o.progress, label: "pre-copy")
         if live {
             for i in 1...max(1, o.maxIterations) {
                 // One pass reads what was pending when it began, so a fast guest cannot keep it going forever.
                 let pending = try dev.precopyInfo()
-                let (n, _) = try drain(data, into: &r.blob, limit: max(1, pending.initial + pending.dirty))
+                bytes.label = "pre-copy iteration \(i)"
+                let (n, _) = try drain(data, into: &r.blob, limit: max(1, pending.initial + pending.dirty), progress: bytes)
                 r.iterations.append(n)
                 let dirty = try dev.precopyInfo().dirty
                 o.progress?("pre-copy iteration \(i): \(n) bytes, \(dirty) dirty bytes left")
@@ -64,7 +66,8 @@ public enum Recorder {
             }
             try dev.write("migration/state", "STOP_COPY")
         }
-        let (n, ended) = try drain(data, into: &r.blob)
+        bytes.label = "stop-and-copy"
+        let (n, ended) = try drain(data, into: &r.blob, progress: bytes)
         guard ended else { throw ToolError("the device did not end its stream in STOP_COPY") }
         r.iterations.append(n)
         o.progress?("stop-and-copy: \(n) bytes, \(r.blob.count) in all")

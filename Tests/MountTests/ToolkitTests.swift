@@ -128,6 +128,24 @@ struct ToolkitTests {
         }
     }
 
+    @Test("record and migrate report progress by bytes while they move data")
+    func byteProgress() throws {
+        try withMountedHost(stepped) { h in
+            try prepare(h, uuidA, steps: 1, type: "i915-GVTg_V5_4")
+            try writeText(h.typeDir("i915-GVTg_V5_4") + "/create", uuidB)
+            try writeText(h.vfio(uuidA) + "/workload/working_set_mib", "16")
+            try writeText(h.vfio(uuidA) + "/workload/fill", "1")
+            let blob = tempFile("a.blob")
+            var r = try run("/usr/bin/env", ["MDEVSIM_PROGRESS_INTERVAL=0", mdevsimBinary, "record", h.vfio(uuidA), "-o", blob, "--live", "--verbose", "--resume-source"])
+            #expect(r.status == 0, "\(r)")
+            #expect(r.err.contains("pre-copy iteration 1: ") && r.err.contains("MB so far"), "\(r)")
+            #expect(r.err.contains("stop-and-copy: ") && r.err.contains("MB/s"), "\(r)")
+            r = try run("/usr/bin/env", ["MDEVSIM_PROGRESS_INTERVAL=0", mdevsimBinary, "migrate", h.vfio(uuidA), h.vfio(uuidB), "--verbose"])
+            #expect(r.status == 0, "\(r)")
+            #expect(r.err.contains("MB so far"), "\(r)")
+        }
+    }
+
     @Test("replay of an incompatible blob is refused with the reason and the device ends RUNNING")
     func replayRefused() throws {
         try withMountedHost(stepped) { h in
