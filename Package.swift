@@ -104,7 +104,9 @@ let package = Package(
         .testTarget(name: "GPUModelTests", dependencies: ["GPUModel"]),
         .testTarget(name: "MigrationTests", dependencies: ["GPUModel", "Migration", "StateStream"]),
         .testTarget(name: "StateStreamTests", dependencies: ["StateStream"]),
-        .testTarget(name: "RealDeviceTests", dependencies: ["CVFIOIoctl", "RealDevice"]),
+        // A fake VFIO driver at the syscall boundary (it defines ioctl(2)) for the C ioctl layer's tests.
+        .target(name: "CVFIOFake", path: "Tests/CVFIOFake"),
+        .testTarget(name: "RealDeviceTests", dependencies: ["CVFIO", "CVFIOFake", "CVFIOIoctl", "Migration", "RealDevice"]),
         .testTarget(name: "MdevCoreTests", dependencies: ["MdevCore", "MdevSysfs", "VirtualFS"]),
         .testTarget(
             name: "MountTests",
