@@ -64,11 +64,14 @@ struct MountedHost {
 let testBase: String = {
     let base = NSTemporaryDirectory() + "mdevsim-tests"
     try? FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true)
-    // A test process that crashed may have left mounts behind: detach them once.
+    // A test process that crashed may have left mounts behind: detach those
+    // whose daemon is gone (ENOTCONN), never a live one another test run serves.
     if let mounts = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) {
         for line in mounts.split(separator: "\n") {
             let fields = line.split(separator: " ")
-            if fields.count > 4, fields[4].hasPrefix(base) { umount2(String(fields[4]), Int32(MNT_DETACH)) }
+            guard fields.count > 4, fields[4].hasPrefix(base) else { continue }
+            var st = stat()
+            if stat(String(fields[4]), &st) != 0 && errno == ENOTCONN { umount2(String(fields[4]), Int32(MNT_DETACH)) }
         }
     }
     return base
