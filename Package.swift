@@ -66,7 +66,7 @@ let package = Package(
         .target(name: "Migration", dependencies: ["CVFIO", "GPUModel", "StateStream"]),
         .target(
             name: "MdevSysfs",
-            dependencies: ["MdevCore", "VirtualFS"]
+            dependencies: ["GPUModel", "MdevCore", "VirtualFS"]
         ),
         .target(
             name: "VFIOView",

@@ -16,6 +16,15 @@ public struct ConfigSpace: Sendable, Equatable {
     /// Size masks of BAR0..BAR5 (0 = unimplemented); 64-bit BARs use two slots.
     let barMasks: [UInt32]
 
+    /// A config space from its bytes and masks (`HostFunction` builds the host's).
+    init(bytes: [UInt8], writable: [UInt8], clearOnOne: [UInt8], barMasks: [UInt32]) {
+        self.bytes = bytes
+        resetBytes = bytes
+        self.writable = writable
+        self.clearOnOne = clearOnOne
+        self.barMasks = barMasks
+    }
+
     public init(geometry g: VGPUGeometry, bar0Size: Int, bar2Size: Int) {
         var b = [UInt8](repeating: 0, count: 256)
         var w = [UInt8](repeating: 0, count: 256)

@@ -126,10 +126,12 @@ public struct ParentConfig: Codable, Sendable, Equatable {
     public var driver = "i915"
     /// Type name stem: `GVTg_V5` for Gen9 (SKL+), `GVTg_V4` for Gen8.
     public var typePrefix = "GVTg_V5"
-    /// Aperture (low graphics memory) in MB; the host keeps `hostLowGMMB` of it.
-    public var apertureMB = 768
-    /// Hidden (high graphics memory) in MB; the host keeps `hostHighGMMB` of it.
-    public var hiddenMB = 4096
+    /// Aperture (low graphics memory) in MB, a power of two; the host keeps
+    /// `hostLowGMMB` of it. A real Kaby Lake GT2 with a 1 GiB aperture.
+    public var apertureMB = 1024
+    /// Hidden (high graphics memory) in MB: the rest of gen9's 4 GiB GGTT
+    /// space (4096 − aperture); the host keeps `hostHighGMMB` of it.
+    public var hiddenMB = 3072
     public var fences = 32
     public var hostLowGMMB = 128
     public var hostHighGMMB = 384
@@ -210,6 +212,9 @@ public struct HostConfig: Codable, Sendable, Equatable {
         return .mapping(["parents": .list(parent)])
     }()
 
+    /// Graphics memory one GGTT maps on gen8+ (8 MiB of PTEs, i915's gen8_gmch_probe).
+    public static let ggttSpaceMB = 4096
+
     /// Bounds that keep a hostile config from exhausting the daemon.
     public static let maxParents = 4096
     public static let maxTypesPerParent = 64
@@ -265,6 +270,12 @@ public struct HostConfig: Codable, Sendable, Equatable {
                                          ("host_low_gm_mb", p.hostLowGMMB, 1 << 20), ("host_high_gm_mb", p.hostHighGMMB, 1 << 20), ("host_fences", p.hostFences, 4096)]
             where !(0...limit).contains(value) {
                 throw ConfigError("\(at): \(name) is \(value); it must be 0...\(limit)")
+            }
+            guard p.apertureMB > 0, p.apertureMB & (p.apertureMB - 1) == 0 else {
+                throw ConfigError("\(at): aperture_mb \(p.apertureMB) is not a power of two; a GPU's aperture (BAR2) is 256, 512, 1024... MB")
+            }
+            guard p.apertureMB + p.hiddenMB <= HostConfig.ggttSpaceMB else {
+                throw ConfigError("\(at): aperture_mb + hidden_mb is \(p.apertureMB + p.hiddenMB) MB, more than gen9's \(HostConfig.ggttSpaceMB) MB of GGTT space (hidden_mb at most \(HostConfig.ggttSpaceMB - p.apertureMB))")
             }
             guard p.apertureMB > p.hostLowGMMB, p.hiddenMB > p.hostHighGMMB, p.fences > p.hostFences else {
                 throw ConfigError("\(at): aperture_mb, hidden_mb and fences must exceed what the host keeps (host_low_gm_mb, host_high_gm_mb, host_fences)")

@@ -1,3 +1,4 @@
+import GPUModel
 import MdevCore
 import VirtualFS
 
@@ -24,6 +25,8 @@ public final class SysfsView: MdevBusObserver, @unchecked Sendable {
     private var busDevices: Inode = 0
     private var driverDir: Inode = 0
     private var iommuGroups: Inode = 0
+    /// Each parent's PCI function config space.
+    private var hostRegisters: [String: HostRegisters] = [:]
 
     public init(bus: MdevBus, tree: Tree = Tree()) throws(FSError) {
         self.bus = bus
@@ -61,8 +64,17 @@ public final class SysfsView: MdevBusObserver, @unchecked Sendable {
             try c.attribute("subsystem_device", in: dir, .constant(hex4(p.subsystemDevice.value)))
             try c.attribute("class", in: dir, .constant("0x" + String(p.pciClass.value, radix: 16).leftPadded(to: 6) + "\n"))
             try c.attribute("revision", in: dir, .constant("0x" + String(p.revision.value, radix: 16).leftPadded(to: 2) + "\n"))
-            try c.file("config", in: dir, BinaryAttribute.constant(PCIConfigSpace.header(for: p)), permissions: 0o644)
-            try c.attribute("uevent", in: dir, .constant(parentUevent(parent)), permissions: 0o644)
+            let registers = HostRegisters(HostFunction.configSpace(
+                ids: HostFunction.IDs(vendor: UInt16(p.vendor.value), device: UInt16(p.device.value),
+                                      subsystemVendor: UInt16(p.subsystemVendor.value), subsystemDevice: UInt16(p.subsystemDevice.value),
+                                      revision: UInt8(p.revision.value), classCode: UInt32(p.pciClass.value)),
+                apertureBytes: UInt64(p.apertureMB) << 20, ggttBytes: (p.apertureMB + p.hiddenMB) * 2048))   // 8 bytes a 4 KiB page
+            hostRegisters[parent.name] = registers
+            try PCIFunctionFiles.add(parent, in: dir, registers: registers, bus: bus, &c)
+            let uevent = parentUevent(parent)
+            try c.attribute("uevent", in: dir, Attribute(show: { uevent },
+                                                         store: { (bytes: [UInt8]) throws(FSError) in try SysfsView.checkUeventAction(bytes) }),
+                            permissions: 0o644)
             try c.symlink("driver", in: dir, to: "../../../bus/pci/drivers/\(p.driver)")
             try c.symlink("subsystem", in: dir, to: "../../../bus/pci")
             try c.symlink("iommu_group", in: dir, to: "../../../kernel/iommu_groups/\(parent.iommuGroup)")
@@ -99,8 +111,7 @@ public final class SysfsView: MdevBusObserver, @unchecked Sendable {
             + "PCI_ID=\(hex(p.vendor.value, 4)):\(hex(p.device.value, 4))\n"
             + "PCI_SUBSYS_ID=\(hex(p.subsystemVendor.value, 4)):\(hex(p.subsystemDevice.value, 4))\n"
             + "PCI_SLOT_NAME=\(parent.name)\n"
-            + "MODALIAS=pci:v0000\(hex(p.vendor.value, 4))d0000\(hex(p.device.value, 4))sv0000\(hex(p.subsystemVendor.value, 4))"
-            + "sd0000\(hex(p.subsystemDevice.value, 4))bc\(hex(p.pciClass.value >> 16, 2))sc\(hex((p.pciClass.value >> 8) & 0xff, 2))i\(hex(p.pciClass.value & 0xff, 2))\n"
+            + "MODALIAS=\(PCIFunctionFiles.modalias(p))\n"
     }
 
     // MARK: MdevBusObserver
@@ -144,7 +155,8 @@ public final class SysfsView: MdevBusObserver, @unchecked Sendable {
         try c.symlink("driver", in: dir, to: "../../../../bus/mdev/drivers/\(SysfsView.mdevDriver)")
         try c.symlink("subsystem", in: dir, to: "../../../../bus/mdev")
         try c.attribute("uevent", in: dir, Attribute(
-            show: { "DRIVER=\(SysfsView.mdevDriver)\nMDEV_TYPE=\(device.type.name)\n" },
+            // mdev_driver.c adds no variables of its own: DRIVER= alone, as on a real host.
+            show: { "DRIVER=\(SysfsView.mdevDriver)\n" },
             store: { (bytes: [UInt8]) throws(FSError) in try SysfsView.checkUeventAction(bytes) }))
         let vgpu = try c.directory("intel_vgpu", in: dir)
         try c.attribute("vgpu_id", in: vgpu, .constant("\(device.vgpuID)\n"))

@@ -16,6 +16,20 @@ struct MdevBusTests {
         #expect(["8", "4", "2", "1"].map { bus.availableInstances(of: type(bus, $0)) } == [7, 5, 2, 1])
     }
 
+    @Test("the default host can exist: a 1 GiB aperture, the rest of the 4 GiB GGTT hidden, counts by GVT-g's formula")
+    func defaultHostIsReal() throws {
+        let p = ParentConfig(address: "0000:00:02.0")
+        #expect(p.apertureMB == 1024 && p.apertureMB + p.hiddenMB == 4096)
+        try HostConfig.builtIn.validate()
+        // intel_gvt_init_vgpu_types: low_avail = aperture - HOST_LOW_GM_SIZE, high_avail = hidden - HOST_HIGH_GM_SIZE,
+        // instances = min(low_avail / low_mm, high_avail / high_mm), written out here independently of MdevBus.
+        let (lowAvail, highAvail, fenceAvail) = (1024 - 128, 3072 - 384, 32 - 4)
+        let expected = [(64, 384), (128, 512), (256, 1024), (512, 2048)].map { min(lowAvail / $0.0, highAvail / $0.1, fenceAvail / 4) }
+        #expect(expected == [7, 5, 2, 1])
+        let bus = MdevBus(config: .builtIn)
+        #expect(["8", "4", "2", "1"].map { bus.availableInstances(of: type(bus, $0)) } == expected)
+    }
+
     @Test("types stop at the first whose low GM does not fit the aperture, as GVT-g generates them")
     func typesTruncatedByAperture() {
         var parent = ParentConfig(address: "0000:00:02.0")
@@ -121,6 +135,8 @@ struct HostConfigTests {
         ("parents: [{address: '00:02.0'}]", "address must look like 0000:00:02.0"),
         ("parents: [{address: '0000:00:02.0'}, {address: '0000:00:02.0'}]", "used by an earlier parent"),
         ("parents: [{address: '0000:00:02.0', aperture_mb: 64}]", "must exceed what the host keeps"),
+        ("parents: [{address: '0000:00:02.0', aperture_mb: 768}]", "aperture_mb 768 is not a power of two"),
+        ("parents: [{address: '0000:00:02.0', aperture_mb: 1024, hidden_mb: 4096}]", "more than gen9's 4096 MB of GGTT space (hidden_mb at most 3072)"),
         ("parents: [{address: '0000:00:02.0', driver_version: '1.0'}]", "driver_version must be x.y.z"),
         ("parents: [{address: '0000:00:02.0', device: 'zz'}]", "parents[0].device: expected a number or hex such as 0x591d, got 'zz'"),
         ("parents: [{address: '0000:00:02.0', aperture: 1024}]", "parents[0]: unknown key 'aperture'; did you mean 'aperture_mb'?"),

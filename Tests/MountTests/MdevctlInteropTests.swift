@@ -47,7 +47,7 @@ struct MdevctlInteropTests {
                 Name: GVTg_V5_4
                 Description: low_gm_size: 128MB, high_gm_size: 512MB, fence: 4, resolution: 1920x1200, weight: 4
               i915-GVTg_V5_8
-                Available instances: 6
+                Available instances: 5
                 Device API: vfio-pci
                 Name: GVTg_V5_8
                 Description: low_gm_size: 64MB, high_gm_size: 384MB, fence: 4, resolution: 1024x768, weight: 2
