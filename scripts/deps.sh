@@ -7,6 +7,7 @@ pkg-config --exists fuse3 2>/dev/null || need+=(libfuse3-dev pkg-config)
 command -v fusermount3 >/dev/null || need+=(fuse3)
 command -v mdevctl >/dev/null || need+=(mdevctl)
 command -v lspci >/dev/null || need+=(pciutils)
+command -v udevadm >/dev/null || need+=(udev)
 command -v gcc >/dev/null || need+=(gcc)
 command -v python3 >/dev/null || need+=(python3)
 if [ ${#need[@]} -gt 0 ]; then

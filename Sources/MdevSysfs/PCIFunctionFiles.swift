@@ -108,6 +108,54 @@ enum PCIFunctionFiles {
         try addPower(in: dir, &c)
     }
 
+    /// The host bridge device (`pci0000:00`) and its `pci_bus/0000:00` class
+    /// device, so tools walking up from a function (udevadm info -a) reach the
+    /// root as on a real host. Entries a recorded or mirrored tree already has are kept.
+    static func addRootBus(_ rootBus: String, dir: Inode, _ c: inout TreeContents) throws(FSError) {
+        guard !c.has("uevent", in: dir) else { return }
+        try c.attribute("uevent", in: dir, uevent(""), permissions: 0o644)
+        try c.attribute("waiting_for_supplier", in: dir, .constant("0\n"))
+        try addPower(in: dir, &c)
+        let name = String(rootBus.dropFirst(3))                   // "0000:00"
+        let busDir = try c.directory(name, in: try c.directory("pci_bus", in: dir))
+        try c.symlink("device", in: busDir, to: "../../../\(rootBus)")
+        try c.symlink("subsystem", in: busDir, to: "../../../../class/pci_bus")
+        try c.attribute("uevent", in: busDir, uevent(""), permissions: 0o644)
+        let cpus = max(1, ProcessInfo.processInfo.processorCount)
+        try c.attribute("cpuaffinity", in: busDir, .constant(cpuMask(cpus) + "\n"))
+        try c.attribute("cpulistaffinity", in: busDir, .constant(cpus == 1 ? "0\n" : "0-\(cpus - 1)\n"))
+        try c.attribute("rescan", in: busDir, Attribute(store: { (bytes: [UInt8]) throws(FSError) in
+            guard KernelParsing.kstrtoul(bytes) != nil else { throw .invalid("write 1 to rescan") }
+        }))
+        try addPower(in: busDir, &c)
+        let classDir = try c.directories("sys/class/pci_bus")
+        if !c.has(name, in: classDir) { try c.symlink(name, in: classDir, to: "../../devices/\(rootBus)/pci_bus/\(name)") }
+    }
+
+    /// The files every bus directory has (drivers/base/bus.c) and every driver's (bind, unbind, uevent).
+    static func addBusFiles(in bus: Inode, _ c: inout TreeContents) throws(FSError) {
+        guard !c.has("uevent", in: bus) else { return }
+        try c.attribute("uevent", in: bus, Attribute(store: { (bytes: [UInt8]) throws(FSError) in try SysfsView.checkUeventAction(bytes) }))
+        try c.attribute("drivers_autoprobe", in: bus, flag("1"), permissions: 0o644)
+        try c.attribute("drivers_probe", in: bus, Attribute(store: { _ in }))
+    }
+
+    static func addDriverFiles(in driver: Inode, module: String?, _ c: inout TreeContents) throws(FSError) {
+        guard !c.has("uevent", in: driver) else { return }
+        try c.attribute("uevent", in: driver, Attribute(store: { (bytes: [UInt8]) throws(FSError) in try SysfsView.checkUeventAction(bytes) }))
+        for name in ["bind", "unbind"] {
+            try c.attribute(name, in: driver, Attribute(store: { (bytes: [UInt8]) throws(FSError) in
+                throw FSError(EBUSY, "\(name) of '\(String(decoding: bytes, as: UTF8.self).trimmingTrailingNewline)': the simulated drivers keep their devices bound")
+            }))
+        }
+        if let module { try c.symlink("module", in: driver, to: "../../../../module/\(module)") }
+    }
+
+    /// A `uevent` file: shows its variables, accepts the actions the kernel does.
+    static func uevent(_ text: String) -> Attribute {
+        Attribute(show: { text }, store: { (bytes: [UInt8]) throws(FSError) in try SysfsView.checkUeventAction(bytes) })
+    }
+
     /// `power/`: runtime PM of a device the driver keeps on (drivers/base/power/sysfs.c).
     static func addPower(in dir: Inode, _ c: inout TreeContents) throws(FSError) {
         let power = try c.directory("power", in: dir)

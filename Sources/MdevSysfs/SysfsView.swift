@@ -52,9 +52,13 @@ public final class SysfsView: MdevBusObserver, @unchecked Sendable {
         let pciDevices = try c.directories("sys/bus/pci/devices")
         iommuGroups = try c.directories("sys/kernel/iommu_groups")
 
+        try PCIFunctionFiles.addBusFiles(in: try c.directories("sys/bus/mdev"), &c)
+        try PCIFunctionFiles.addBusFiles(in: try c.directories("sys/bus/pci"), &c)
+        try PCIFunctionFiles.addDriverFiles(in: driverDir, module: "kvmgt", &c)
         for parent in bus.parents {
             let p = parent.config
             let rootBus = try c.directories("sys/devices/\(parent.address.rootBus)")
+            try PCIFunctionFiles.addRootBus(parent.address.rootBus, dir: rootBus, &c)
             let dir = try c.directory(parent.name, in: rootBus)
             parentDirs[parent.name] = dir
             let hex4 = { (v: Int) in "0x" + String(v, radix: 16).leftPadded(to: 4) + "\n" }
@@ -83,6 +87,7 @@ public final class SysfsView: MdevBusObserver, @unchecked Sendable {
             try c.symlink(parent.name, in: mdevBusClass, to: "../../\(devicePath)")
             try c.symlink(parent.name, in: pciDevices, to: "../../../\(devicePath)")
             let pciDriver = try c.directories("sys/bus/pci/drivers/\(p.driver)")
+            try PCIFunctionFiles.addDriverFiles(in: pciDriver, module: p.driver, &c)
             try c.symlink(parent.name, in: pciDriver, to: "../../../../\(devicePath)")
             let group = try c.directory(String(parent.iommuGroup), in: iommuGroups)
             let groupDevices = try c.directory("devices", in: group)

@@ -31,6 +31,8 @@ public final class VFIOView: MdevBusObserver, @unchecked Sendable {
     }
 
     private let devices = Mutex<[String: Entry]>([:])
+    /// vfio cdev minors in use: the kernel's vfio.device_ida, lowest free from 0.
+    private let minors = Mutex<[String: Int]>([:])
     /// Blobs that devices with these UUIDs replay (`mdevsim mount --replay`).
     private let replays = Mutex<[String: (blob: [UInt8], identity: StreamHeader)]>([:])
 
@@ -42,6 +44,9 @@ public final class VFIOView: MdevBusObserver, @unchecked Sendable {
 
     /// Consulted by every device's migration (fault injection).
     let migrationFaults: (any MigrationFaultHook)?
+
+    /// The vfio cdev's major (dynamically allocated on a real host; 511 here).
+    public static let cdevMajor = 511
 
     public init(bus: MdevBus, tree: Tree, migrationFaults: (any MigrationFaultHook)? = nil) throws(FSError) {
         self.bus = bus
@@ -202,10 +207,32 @@ public final class VFIOView: MdevBusObserver, @unchecked Sendable {
 
         let sysDevice = try c.resolve(SysfsView.devicePath(device, on: parent)).ino
         let vfioDev = try c.directory("vfio-dev", in: sysDevice)
-        let name = "vfio\(device.iommuGroup)"
+        let minor = minors.withLock { m -> Int in
+            let used = Set(m.values)
+            let n = (0...).first { !used.contains($0) }!
+            m[uuid] = n
+            return n
+        }
+        let name = "vfio\(minor)"
         let node = try c.directory(name, in: vfioDev)
-        try c.attribute("dev", in: node, .constant("511:\(device.iommuGroup)\n"))
-        try c.attribute("uevent", in: node, .constant("MAJOR=511\nMINOR=\(device.iommuGroup)\nDEVNAME=vfio/devices/\(name)\n"), permissions: 0o644)
+        try c.attribute("dev", in: node, .constant("\(VFIOView.cdevMajor):\(minor)\n"))
+        try c.attribute("uevent", in: node, Attribute(
+            show: { "MAJOR=\(VFIOView.cdevMajor)\nMINOR=\(minor)\nDEVNAME=vfio/devices/\(name)\n" },
+            store: { (bytes: [UInt8]) throws(FSError) in
+                let action = String(decoding: bytes, as: UTF8.self).split(whereSeparator: \.isWhitespace).first.map(String.init) ?? ""
+                guard ["add", "remove", "change", "move", "online", "offline", "bind", "unbind"].contains(action) else {
+                    throw .invalid("uevent takes an action such as change")
+                }
+            }), permissions: 0o644)
+        // As vfio_device_add() registers it: class vfio-dev, parent the mdev.
+        let devicePath = SysfsView.devicePath(device, on: parent).dropFirst(4)     // devices/pci0000:00/...
+        try c.symlink("subsystem", in: node, to: "../../../../../../class/vfio-dev")
+        try c.symlink("device", in: node, to: "../../../\(uuid)")
+        let power = try c.directory("power", in: node)
+        try c.attribute("control", in: power, .constant("auto\n"))
+        try c.attribute("runtime_status", in: power, .constant("unsupported\n"))
+        let vfioClass = try c.directories("sys/class/vfio-dev")
+        try c.symlink(name, in: vfioClass, to: "../../\(devicePath)/vfio-dev/\(name)")
         try c.symlink("mdevsim", in: node, to: "../../../../../../../vfio/\(uuid)")
         let identity = mig.identity
         try c.attribute("migration_version", in: sysDevice, MigrationVersion.attribute({ identity }, onRefusal: { mig.recordError($0) }), permissions: 0o644)
@@ -214,6 +241,9 @@ public final class VFIOView: MdevBusObserver, @unchecked Sendable {
     private func removeNodes(_ device: MdevDevice, _ parent: MdevParent) {
         tree.update { (c: inout TreeContents) in
             c.removeIfPresent(device.uuid, in: vfioRoot)
+            if let minor = minors.withLock({ $0.removeValue(forKey: device.uuid) }), let vfioClass = try? c.resolve("sys/class/vfio-dev") {
+                c.removeIfPresent("vfio\(minor)", in: vfioClass.ino)
+            }
             if let sysDevice = try? c.resolve(SysfsView.devicePath(device, on: parent)).ino {
                 c.removeIfPresent("vfio-dev", in: sysDevice)
                 c.removeIfPresent("migration_version", in: sysDevice)

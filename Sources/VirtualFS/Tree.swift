@@ -229,6 +229,12 @@ public struct TreeContents {
         }
     }
 
+    /// Whether `parent` has an entry `name` (a recorded or mirrored tree may
+    /// already provide what a view would add).
+    public func has(_ name: String, in parent: Inode) -> Bool {
+        children[parent]?[name] != nil || mirrors[parent] != nil
+    }
+
     /// Removes an entry if present.
     public mutating func removeIfPresent(_ name: String, in parent: Inode) {
         try? remove(name, in: parent)

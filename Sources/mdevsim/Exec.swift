@@ -8,7 +8,8 @@ struct Exec: ParsableCommand {
         Tools that hard-code /sys (the mdevctl Debian ships has no root override) see the
         simulator when run through exec: the command runs in a private mount namespace
         with DIR/sys bound over /sys and a scratch directory over /etc/mdevctl.d, so
-        nothing outside the command changes. Definitions made by `mdevctl define` persist
+        nothing outside the command changes, and SYSTEMD_DEVICE_VERIFY_SYSFS=0 so that
+        libudev (udevadm, libvirt) accepts a /sys that is not sysfs. Definitions made by `mdevctl define` persist
         in that scratch directory between exec calls for the same DIR: it lives under
         /run/mdevsim/exec/, owned by root and private (0700), because mdevctl runs what
         its scripts.d/callouts holds as root; a directory there, or one given with
@@ -64,6 +65,8 @@ struct Exec: ParsableCommand {
         }
         try bind(etc, over: "/etc/mdevctl.d")
 
+        // libudev believes only a sysfs /sys; the simulated one is FUSE (see libvirt-nodedev.md).
+        setenv("SYSTEMD_DEVICE_VERIFY_SYSFS", "0", 1)
         var argv: [UnsafeMutablePointer<CChar>?] = command.map { strdup($0) }
         argv.append(nil)
         execvp(command[0], &argv)

@@ -51,6 +51,49 @@ struct HostFidelityTests {
         }
     }
 
+    @Test("udevadm info -q all and -a work for the parent, a vGPU and its vfio-dev node, up to the root",
+          .requires(isRoot && FileManager.default.isExecutableFile(atPath: "/usr/bin/udevadm"), "needs root and udevadm (apt-get install udev)"))
+    func udevadm() throws {
+        try withMountedHost { h in
+            try writeText(h.typeDir("i915-GVTg_V5_4") + "/create", uuidA)
+            let parent = "/sys/devices/pci0000:00/0000:00:02.0", vgpu = parent + "/" + uuidA, node = vgpu + "/vfio-dev/vfio0"
+            for (path, subsystem, driver) in [(parent, "pci", "i915"), (vgpu, "mdev", "intel_vgpu_mdev"), (node, "vfio-dev", "")] {
+                let r = try exec(h, "udevadm", "info", "-q", "all", "-p", path)
+                #expect(r.status == 0 && r.out.contains("U: \(subsystem)\n"), "\(path): \(r)")
+                if !driver.isEmpty { #expect(r.out.contains("E: DRIVER=\(driver)\n"), "\(r)") }
+            }
+            let walk = try exec(h, "udevadm", "info", "-a", "-p", "/sys/class/vfio-dev/vfio0")
+            #expect(walk.status == 0, "\(walk)")
+            let levels = walk.out.split(separator: "\n").filter { $0.contains("looking at") }.map { $0.split(separator: "'")[1] }
+            #expect(levels == ["/devices/pci0000:00/0000:00:02.0/\(uuidA)/vfio-dev/vfio0", "/devices/pci0000:00/0000:00:02.0/\(uuidA)",
+                               "/devices/pci0000:00/0000:00:02.0", "/devices/pci0000:00"], "\(walk.out)")
+            let node0 = try exec(h, "udevadm", "info", "-q", "all", "-p", node)
+            #expect(node0.out.contains("E: DEVNAME=/dev/vfio/devices/vfio0") && node0.out.contains("D: c \(511):0"), "\(node0)")
+        }
+    }
+
+    @Test("uevent contents per device kind, as the kernel writes them; 'change' is accepted")
+    func uevents() throws {
+        try withMountedHost { h in
+            try writeText(h.typeDir("i915-GVTg_V5_4") + "/create", uuidA)
+            #expect(try readText(h.parent + "/uevent") == "DRIVER=i915\nPCI_CLASS=30000\nPCI_ID=8086:591D\nPCI_SUBSYS_ID=8086:2212\n"
+                    + "PCI_SLOT_NAME=0000:00:02.0\nMODALIAS=pci:v00008086d0000591Dsv00008086sd00002212bc03sc00i00\n")
+            #expect(try readText(h.device(uuidA) + "/uevent") == "DRIVER=intel_vgpu_mdev\n")
+            #expect(try readText(h.device(uuidA) + "/vfio-dev/vfio0/uevent") == "MAJOR=511\nMINOR=0\nDEVNAME=vfio/devices/vfio0\n")
+            for path in [h.parent, h.device(uuidA), h.device(uuidA) + "/vfio-dev/vfio0", h.root + "/sys/devices/pci0000:00"] {
+                try writeText(path + "/uevent", "change")
+                #expect(errnoOf { try writeText(path + "/uevent", "explode") } == EINVAL, "\(path)")
+            }
+            // vfio cdev minors count from 0 and are reused, as the kernel's ida.
+            try writeText(h.typeDir("i915-GVTg_V5_4") + "/create", uuidB)
+            #expect(exists(h.device(uuidB) + "/vfio-dev/vfio1"))
+            try writeText(h.device(uuidA) + "/remove", "1")
+            try writeText(h.typeDir("i915-GVTg_V5_4") + "/create", uuidC)
+            #expect(exists(h.device(uuidC) + "/vfio-dev/vfio0"))
+            #expect(realPath(h.root + "/sys/class/vfio-dev/vfio0") == h.parent + "/" + uuidC + "/vfio-dev/vfio0")
+        }
+    }
+
     /// Walks a capability list from the bytes alone (no model code): [(offset, id)].
     static func capabilities(_ c: [UInt8]) -> (standard: [(Int, UInt8)], extended: [(Int, UInt16)]) {
         var standard: [(Int, UInt8)] = []

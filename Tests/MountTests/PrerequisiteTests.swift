@@ -10,7 +10,9 @@ struct PrerequisiteTests {
         ("root (mounts in a private namespace, mdevctl, exec)", isRoot),
         ("/usr/bin/mdevctl (apt-get install mdevctl)", haveMdevctl),
         ("the mdevsim binary at \(mdevsimBinary) (swift build)", haveMdevsimBinary),
-        ("/usr/bin/lspci (apt-get install pciutils)", FileManager.default.isExecutableFile(atPath: "/usr/bin/lspci")),
+        ("/usr/bin/lspci and /usr/bin/setpci (apt-get install pciutils)",
+         FileManager.default.isExecutableFile(atPath: "/usr/bin/lspci") && FileManager.default.isExecutableFile(atPath: "/usr/bin/setpci")),
+        ("/usr/bin/udevadm (apt-get install udev)", FileManager.default.isExecutableFile(atPath: "/usr/bin/udevadm")),
     ]
 
     @Test("CI has every prerequisite", .enabled(if: isCI, "outside CI (CI=true) a suite whose prerequisite is missing is skipped instead"))
