@@ -20,8 +20,11 @@ public struct Snapshot: Codable, Sendable, Equatable {
         /// Why the file could not be read (the errno's name); it is served empty and write-only-looking.
         public var unreadable: String?
         public var target: String?
+        /// A file's st_size as recorded (4096 for a text attribute, the real size for a
+        /// binary one such as config); absent in older snapshots.
+        public var size: Int?
 
-        enum CodingKeys: String, CodingKey { case path, kind = "type", mode, content, base64, unreadable, target }
+        enum CodingKeys: String, CodingKey { case path, kind = "type", mode, content, base64, unreadable, target, size }
     }
 
     public var formatVersion = Snapshot.format
@@ -55,6 +58,7 @@ public struct Snapshot: Codable, Sendable, Equatable {
                 for name in ((try? fm.contentsOfDirectory(atPath: path)) ?? []).sorted() { visit(path + "/" + name) }
             case S_IFREG:
                 var e = Entry(path: rel, kind: .file, mode: mode)
+                e.size = Int(st.st_size)
                 switch read(path) {
                 case .success(let bytes):
                     if let text = String(validating: bytes, as: UTF8.self), !bytes.contains(0) { e.content = text } else { e.base64 = Data(bytes).base64EncodedString() }
@@ -120,7 +124,7 @@ public struct Snapshot: Codable, Sendable, Equatable {
                     let bytes: [UInt8] = e.content.map { Array($0.utf8) } ?? e.base64.flatMap { Data(base64Encoded: $0).map(Array.init) } ?? []
                     // An attribute that could not be read fails the same way when served.
                     let failure = e.unreadable.map { FSError(FSError.errno(named: $0) ?? EIO, "recorded as unreadable") }
-                    try c.file(name, in: parent, BinaryAttribute(size: max(bytes.count, 4096), read: { (offset: Int, count: Int) throws(FSError) -> [UInt8] in
+                    try c.file(name, in: parent, BinaryAttribute(size: e.size ?? max(bytes.count, 4096), read: { (offset: Int, count: Int) throws(FSError) -> [UInt8] in
                         if let failure { throw failure }
                         let start = min(max(offset, 0), bytes.count)
                         return Array(bytes[start..<min(start + max(count, 0), bytes.count)])

@@ -43,7 +43,7 @@ public final class Node: Sendable {
     public var size: Int {
         switch kind {
         case .directory: return 0
-        case .symlink(let target): return target.utf8.count
+        case .symlink: return 0                 // sysfs (kernfs) reports 0 for links
         case .file(let content): return content.size
         }
     }

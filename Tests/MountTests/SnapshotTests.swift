@@ -34,6 +34,14 @@ struct SnapshotTests {
                 return e
             }.filter { !$0.path.hasPrefix("sys/devices/pci0000:00/0000:00:10.0") }
             #expect(normalised.count == original.entries.count)
+            // Sizes survive: each config keeps its real size (256 or 4096), as served by the mount.
+            let configs = normalised.filter { $0.path.hasSuffix("/config") }
+            #expect(!configs.isEmpty)
+            for c in configs {
+                var real = stat(), served = stat()
+                #expect(stat("/" + c.path, &real) == 0 && stat(dir + "/" + c.path, &served) == 0)
+                #expect(served.st_size == real.st_size, "\(c.path): served \(served.st_size), real \(real.st_size)")
+            }
             for (a, b) in zip(original.entries, normalised) where a != b {
                 Issue.record("differs: \(a) vs \(b)")
                 break

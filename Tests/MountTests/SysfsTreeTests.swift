@@ -65,6 +65,8 @@ struct SysfsTreeTests {
             #expect(mode(h.typeDir("i915-GVTg_V5_4") + "/description") == (0o444, 4096))
             #expect(mode(h.parent + "/vendor") == (0o444, 4096))
             #expect(mode(h.parent + "/config") == (0o644, 4096))
+            var link = stat()
+            #expect(lstat(h.parent + "/driver", &link) == 0 && link.st_size == 0, "sysfs links have st_size 0")
         }
     }
 
