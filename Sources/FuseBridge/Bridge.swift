@@ -77,8 +77,13 @@ final class Dispatcher: @unchecked Sendable {
             st.st_nlink = 1
         }
         st.st_size = off_t(node.size)
-        st.st_uid = uid
-        st.st_gid = gid
+        if let owner = node.owner {
+            st.st_uid = owner.uid
+            st.st_gid = owner.gid
+        } else {
+            st.st_uid = uid
+            st.st_gid = gid
+        }
         st.st_blksize = 4096
         st.st_atim = mountTime
         st.st_mtim = mountTime
@@ -162,12 +167,20 @@ enum Bridge {
                 if let errno = d.consult(.setattr, ino) { throw FSError(errno, "injected") }
                 let timeBits = FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW
                     | FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME
-                if toSet & ~(FUSE_SET_ATTR_SIZE | timeBits) != 0 {
-                    throw FSError(EPERM, "changing mode or owner is not supported")
+                let ownerBits = FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID
+                if toSet & ~(FUSE_SET_ATTR_SIZE | timeBits | ownerBits) != 0 {
+                    throw FSError(EPERM, "only mode, owner, size and times can be set")
                 }
                 if toSet & FUSE_SET_ATTR_SIZE != 0 {
                     guard case .file(let content) = node.kind else { throw FSError(EISDIR, "cannot truncate a directory") }
                     try content.truncate(node)
+                }
+                // As kernfs: root may chmod and chown attributes (the kernel checked who asks).
+                if toSet & FUSE_SET_ATTR_MODE != 0 { node.setPermissions(UInt32(attr!.pointee.st_mode)) }
+                if toSet & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID) != 0 {
+                    node.setOwner(uid: toSet & FUSE_SET_ATTR_UID != 0 ? attr!.pointee.st_uid : nil,
+                                  gid: toSet & FUSE_SET_ATTR_GID != 0 ? attr!.pointee.st_gid : nil,
+                                  defaultUID: d.uid, defaultGID: d.gid)
                 }
                 var st = d.attributes(of: node)
                 fuse_reply_attr(req, &st, 0)

@@ -12,23 +12,44 @@ public enum NodeKind: Sendable {
     case file(any FileContent)
 }
 
-/// One entry of the tree. Immutable apart from its liveness: when a node leaves
-/// the tree, files opened on it start failing with `ENODEV`, as kernfs does for
-/// a removed attribute.
+/// One entry of the tree. Immutable apart from its liveness and, as kernfs
+/// allows root to change them, its mode and owner: when a node leaves the
+/// tree, files opened on it start failing with `ENODEV`, as kernfs does for a
+/// removed attribute.
 public final class Node: Sendable {
     public let ino: Inode
     /// The name under which the node was added; nodes are never renamed.
     public let name: String
-    /// Permission bits only (0o444, 0o200, ...); the type comes from `kind`.
-    public let permissions: UInt32
     public let kind: NodeKind
     private let alive = Atomic<Bool>(true)
+    private let mode: Atomic<UInt32>
+    /// uid << 32 | gid once chown'd; `Node.mountOwner` until then.
+    private let ownerBits = Atomic<UInt64>(Node.mountOwner)
+    static let mountOwner = UInt64.max
 
     init(ino: Inode, name: String, permissions: UInt32, kind: NodeKind) {
         self.ino = ino
         self.name = name
-        self.permissions = permissions
+        mode = Atomic(permissions)
         self.kind = kind
+    }
+
+    /// Permission bits only (0o444, 0o200, ...); the type comes from `kind`.
+    public var permissions: UInt32 { mode.load(ordering: .relaxed) }
+
+    /// chmod(2): the new permission bits.
+    public func setPermissions(_ bits: UInt32) { mode.store(bits & 0o7777, ordering: .relaxed) }
+
+    /// The owner set by chown(2), or nil for the mounting user (the default).
+    public var owner: (uid: UInt32, gid: UInt32)? {
+        let v = ownerBits.load(ordering: .relaxed)
+        return v == Node.mountOwner ? nil : (UInt32(v >> 32), UInt32(v & 0xffff_ffff))
+    }
+
+    /// chown(2): either part may stay as it is (nil).
+    public func setOwner(uid: UInt32?, gid: UInt32?, defaultUID: UInt32, defaultGID: UInt32) {
+        let current = owner ?? (defaultUID, defaultGID)
+        ownerBits.store(UInt64(uid ?? current.uid) << 32 | UInt64(gid ?? current.gid), ordering: .relaxed)
     }
 
     public var isAlive: Bool { alive.load(ordering: .acquiring) }

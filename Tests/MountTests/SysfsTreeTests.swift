@@ -192,6 +192,22 @@ struct SysfsTreeTests {
         }
     }
 
+    @Test("chmod and chown of attributes work as kernfs lets them; the new mode is enforced", .requires(isRoot, "needs root"))
+    func chmodChown() throws {
+        try withMountedHost { h in
+            let uevent = h.parent + "/uevent"
+            #expect(chmod(uevent, 0o600) == 0)
+            var st = stat()
+            #expect(stat(uevent, &st) == 0 && st.st_mode & 0o7777 == 0o600)
+            #expect(chown(uevent, 65534, 65534) == 0)
+            #expect(stat(uevent, &st) == 0 && st.st_uid == 65534 && st.st_gid == 65534)
+            #expect(chown(h.parent + "/mdev_supported_types", 0, 1) == 0)
+            #expect(stat(h.parent + "/mdev_supported_types", &st) == 0 && st.st_uid == 0 && st.st_gid == 1)
+            #expect(chmod(h.typeDir("i915-GVTg_V5_4") + "/create", 0o000) == 0)
+            #expect(stat(h.typeDir("i915-GVTg_V5_4") + "/create", &st) == 0 && st.st_mode & 0o7777 == 0)
+        }
+    }
+
     @Test("file operations sysfs refuses get the kernel's errnos")
     func refusedOperations() throws {
         try withMountedHost { h in
