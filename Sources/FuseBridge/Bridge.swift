@@ -68,7 +68,7 @@ final class Dispatcher: @unchecked Sendable {
         switch node.kind {
         case .directory:
             st.st_mode = S_IFDIR | mode_t(node.permissions)
-            st.st_nlink = 2
+            st.st_nlink = nlink_t(node.linkCount)
         case .symlink:
             st.st_mode = S_IFLNK | mode_t(node.permissions)
             st.st_nlink = 1

@@ -26,6 +26,9 @@ public final class Node: Sendable {
     /// uid << 32 | gid once chown'd; `Node.mountOwner` until then.
     private let ownerBits = Atomic<UInt64>(Node.mountOwner)
     static let mountOwner = UInt64.max
+    /// Subdirectories of a directory, kept by the tree: kernfs's nlink is 2 + subdirs.
+    let subdirectories = Atomic<Int>(0)
+    public var linkCount: Int { isDirectory ? 2 + subdirectories.load(ordering: .relaxed) : 1 }
 
     init(ino: Inode, name: String, permissions: UInt32, kind: NodeKind) {
         self.ino = ino

@@ -177,7 +177,10 @@ public struct TreeContents {
         nodes[node.ino] = node
         parents[node.ino] = parent
         children[parent]![name] = node.ino
-        if case .directory = kind { children[node.ino] = [:] }
+        if case .directory = kind {
+            children[node.ino] = [:]
+            nodes[parent]?.subdirectories.add(1, ordering: .relaxed)
+        }
         return node
     }
 
@@ -218,6 +221,7 @@ public struct TreeContents {
     public mutating func remove(_ name: String, in parent: Inode) throws(FSError) {
         guard let ino = children[parent]?[name] else { throw .noEntry("no entry named '\(name)'") }
         children[parent]![name] = nil
+        if nodes[ino]?.isDirectory == true { nodes[parent]?.subdirectories.subtract(1, ordering: .relaxed) }
         if mirrors[parent] == nil && !mirrored.contains(parent) { removals.append(Tree.Removal(parent: parent, name: name)) }
         var stack = [ino]
         while let next = stack.popLast() {

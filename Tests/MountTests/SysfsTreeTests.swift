@@ -208,6 +208,26 @@ struct SysfsTreeTests {
         }
     }
 
+    @Test("a directory's link count is 2 + its subdirectories, as kernfs counts it")
+    func directoryLinks() throws {
+        try withMountedHost { h in
+            func check(_ dir: String) throws -> Int {
+                var st = stat(), sub = stat()
+                #expect(stat(dir, &st) == 0)
+                let subdirs = try listDir(dir).filter { lstat(dir + "/" + $0, &sub) == 0 && sub.st_mode & S_IFMT == S_IFDIR }.count
+                #expect(Int(st.st_nlink) == 2 + subdirs, "\(dir): nlink \(st.st_nlink), \(subdirs) subdirectories")
+                return Int(st.st_nlink)
+            }
+            let before = try check(h.parent)
+            try writeText(h.typeDir("i915-GVTg_V5_4") + "/create", uuidA)
+            #expect(try check(h.parent) == before + 1)
+            _ = try check(h.parent + "/mdev_supported_types")
+            _ = try check(h.root + "/sys/bus/mdev/devices")
+            try writeText(h.device(uuidA) + "/remove", "1")
+            #expect(try check(h.parent) == before)
+        }
+    }
+
     @Test("file operations sysfs refuses get the kernel's errnos")
     func refusedOperations() throws {
         try withMountedHost { h in
