@@ -176,8 +176,38 @@ public struct ParentConfig: Codable, Sendable, Equatable {
 /// The simulated host: any number of parent GPUs.
 public struct HostConfig: Codable, Sendable, Equatable {
     public var parents: [ParentConfig]
+    /// The kernel generation the host imitates, "major.minor": it decides what
+    /// the kernel itself names (the mdev driver GVT-g devices bind to).
+    public var kernel = HostConfig.defaultKernel
+    public static let defaultKernel = "6.1"
 
-    public init(parents: [ParentConfig]) { self.parents = parents }
+    public init(parents: [ParentConfig], kernel: String = HostConfig.defaultKernel) {
+        self.parents = parents
+        self.kernel = kernel
+    }
+
+    enum CodingKeys: String, CodingKey { case parents, kernel }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        parents = try c.decode([ParentConfig].self, forKey: .parents)
+        kernel = try c.decodeIfPresent(String.self, forKey: .kernel) ?? HostConfig.defaultKernel
+    }
+
+    /// (major, minor) of `kernel`, if it is one.
+    public var kernelVersion: (major: Int, minor: Int)? {
+        let parts = kernel.split(separator: ".").map { Int($0) }
+        guard parts.count >= 2, let major = parts[0], let minor = parts[1] else { return nil }
+        return (major, minor)
+    }
+
+    /// The driver an mdev of this host binds to: GVT-g's own since 5.16
+    /// ("vfio/mdev: embedd struct mdev_parent in the parent data structure"
+    /// series made vendor drivers mdev drivers), the vfio_mdev bridge before.
+    public var mdevDriver: String {
+        guard let v = kernelVersion, v.major < 5 || (v.major == 5 && v.minor < 16) else { return "intel_vgpu_mdev" }
+        return "vfio_mdev"
+    }
 
     /// The same host with every parent's new vGPUs on the given clock.
     public func withClock(_ clock: String) -> HostConfig {
@@ -209,7 +239,7 @@ public struct HostConfig: Codable, Sendable, Equatable {
             "max_vgpus": .scalar(.integer), "iommu_group": .scalar(.integer), "driver_version": .scalar(.text),
             "types": .list(type), "workload": workload,
         ])
-        return .mapping(["parents": .list(parent)])
+        return .mapping(["parents": .list(parent), "kernel": .scalar(.text)])
     }()
 
     /// Graphics memory one GGTT maps on gen8+ (8 MiB of PTEs, i915's gen8_gmch_probe).
@@ -251,6 +281,9 @@ public struct HostConfig: Codable, Sendable, Equatable {
     /// Checks every rule a real host would hold; the message names the parent and field.
     public func validate(source: String = "config") throws {
         guard !parents.isEmpty else { throw ConfigError("\(source): 'parents' is empty; describe at least one GPU") }
+        guard let v = kernelVersion, (4...7).contains(v.major) else {
+            throw ConfigError("\(source): kernel '\(kernel)' is not a Linux version such as 5.15 or 6.1 (4.x to 7.x)")
+        }
         guard parents.count <= HostConfig.maxParents else {
             throw ConfigError("\(source): \(parents.count) parents asked for; at most \(HostConfig.maxParents) are supported")
         }

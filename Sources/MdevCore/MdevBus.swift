@@ -95,6 +95,8 @@ public struct PoolUsage: Sendable, Equatable {
 public final class MdevBus: Sendable {
     public let parents: [MdevParent]
     private let parentIndex: [String: Int]
+    /// The driver devices bind to (HostConfig.mdevDriver).
+    public let mdevDriver: String
 
     struct DeviceRecord {
         var device: MdevDevice
@@ -137,6 +139,7 @@ public final class MdevBus: Sendable {
             parents.append(MdevParent(config: p, address: PCIAddress(p.address)!, types: types, iommuGroup: group))
         }
         self.parents = parents
+        mdevDriver = config.mdevDriver
         parentIndex = Dictionary(uniqueKeysWithValues: parents.enumerated().map { ($1.name, $0) })
         state = Mutex(State(used: Array(repeating: PoolUsage(), count: parents.count),
                             vgpuIDs: Array(repeating: [], count: parents.count), iommuGroups: groups))

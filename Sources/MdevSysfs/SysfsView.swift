@@ -16,8 +16,8 @@ public final class SysfsView: MdevBusObserver, @unchecked Sendable {
     public let tree: Tree
     public let bus: MdevBus
 
-    /// Name of the mdev driver GVT-g binds its devices to.
-    public static let mdevDriver = "intel_vgpu_mdev"
+    /// Name of the mdev driver GVT-g binds its devices to (the kernel generation's).
+    public let mdevDriver: String
 
     // Inodes of directories that devices are added to; fixed after init.
     private var parentDirs: [String: Inode] = [:]
@@ -31,6 +31,7 @@ public final class SysfsView: MdevBusObserver, @unchecked Sendable {
     public init(bus: MdevBus, tree: Tree = Tree()) throws(FSError) {
         self.bus = bus
         self.tree = tree
+        mdevDriver = bus.mdevDriver
         try tree.update { (c: inout TreeContents) throws(FSError) in try build(&c) }
         bus.addObserver(self)
     }
@@ -47,14 +48,14 @@ public final class SysfsView: MdevBusObserver, @unchecked Sendable {
 
     private func build(_ c: inout TreeContents) throws(FSError) {
         busDevices = try c.directories("sys/bus/mdev/devices")
-        driverDir = try c.directories("sys/bus/mdev/drivers/\(SysfsView.mdevDriver)")
+        driverDir = try c.directories("sys/bus/mdev/drivers/\(mdevDriver)")
         let mdevBusClass = try c.directories("sys/class/mdev_bus")
         let pciDevices = try c.directories("sys/bus/pci/devices")
         iommuGroups = try c.directories("sys/kernel/iommu_groups")
 
         try PCIFunctionFiles.addBusFiles(in: try c.directories("sys/bus/mdev"), &c)
         try PCIFunctionFiles.addBusFiles(in: try c.directories("sys/bus/pci"), &c)
-        try PCIFunctionFiles.addDriverFiles(in: driverDir, module: "kvmgt", &c)
+        try PCIFunctionFiles.addDriverFiles(in: driverDir, module: mdevDriver == "vfio_mdev" ? "vfio_mdev" : "kvmgt", &c)
         for parent in bus.parents {
             let p = parent.config
             let rootBus = try c.directories("sys/devices/\(parent.address.rootBus)")
@@ -157,11 +158,11 @@ public final class SysfsView: MdevBusObserver, @unchecked Sendable {
             do throws(MdevError) { try bus.remove(uuid: uuid, valueBytes: bytes) } catch { throw FSError(error) }
         }))
         try c.symlink("iommu_group", in: dir, to: "../../../../kernel/iommu_groups/\(device.iommuGroup)")
-        try c.symlink("driver", in: dir, to: "../../../../bus/mdev/drivers/\(SysfsView.mdevDriver)")
+        try c.symlink("driver", in: dir, to: "../../../../bus/mdev/drivers/\(mdevDriver)")
         try c.symlink("subsystem", in: dir, to: "../../../../bus/mdev")
         try c.attribute("uevent", in: dir, Attribute(
             // mdev_driver.c adds no variables of its own: DRIVER= alone, as on a real host.
-            show: { "DRIVER=\(SysfsView.mdevDriver)\n" },
+            show: { [mdevDriver] in "DRIVER=\(mdevDriver)\n" },
             store: { (bytes: [UInt8]) throws(FSError) in try SysfsView.checkUeventAction(bytes) }))
         let vgpu = try c.directory("intel_vgpu", in: dir)
         try c.attribute("vgpu_id", in: vgpu, .constant("\(device.vgpuID)\n"))

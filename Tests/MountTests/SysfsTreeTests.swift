@@ -208,6 +208,20 @@ struct SysfsTreeTests {
         }
     }
 
+    @Test("a host imitating a kernel before 5.16 binds mdevs to vfio_mdev, a later one to intel_vgpu_mdev")
+    func kernelGeneration() throws {
+        for (kernel, driver) in [("5.15", "vfio_mdev"), ("5.16", "intel_vgpu_mdev"), ("6.1", "intel_vgpu_mdev")] {
+            try withMountedHost(HostConfig(parents: [ParentConfig(address: "0000:00:02.0")], kernel: kernel)) { h in
+                try writeText(h.typeDir("i915-GVTg_V5_4") + "/create", uuidA)
+                #expect(try readLink(h.device(uuidA) + "/driver") == "../../../../bus/mdev/drivers/\(driver)", "\(kernel)")
+                #expect(try readText(h.device(uuidA) + "/uevent") == "DRIVER=\(driver)\n")
+                #expect(realPath(h.root + "/sys/bus/mdev/drivers/\(driver)/\(uuidA)") == h.parent + "/" + uuidA)
+            }
+        }
+        #expect(throws: ConfigError.self) { try HostConfig.parse("kernel: banana\nparents: [{address: '0000:00:02.0'}]") }
+        #expect(try HostConfig.parse("kernel: '5.10'\nparents: [{address: '0000:00:02.0'}]").mdevDriver == "vfio_mdev")
+    }
+
     @Test("a directory's link count is 2 + its subdirectories, as kernfs counts it")
     func directoryLinks() throws {
         try withMountedHost { h in
