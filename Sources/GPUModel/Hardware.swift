@@ -79,37 +79,73 @@ public struct Hardware: Sendable {
 
     // MARK: BAR0 accesses (what the guest does)
 
-    /// A read of `size` bytes at `offset` of BAR0: a named register at its
-    /// native width and alignment, a GGTT entry (8 bytes), or unimplemented
-    /// space (4 or 8 aligned bytes, reads as zero).
+    /// A read of `size` bytes (1, 2, 4 or 8, naturally aligned) at `offset` of
+    /// BAR0, as GVT-g's MMIO emulation takes the pieces kvmgt splits an access
+    /// into: registers are read whole or in part (a 4-byte read of a 64-bit
+    /// fence gives one half, an 8-byte read at RING_TAIL gives TAIL and HEAD),
+    /// unimplemented space reads as zero, GGTT entries take 4 or 8 bytes.
     public func readBAR0(offset: Int, size: Int) throws(AccessError) -> UInt64 {
         try checkBAR0(offset: offset, size: size)
         if offset >= ggttOffset {
             let index = (offset - ggttOffset) / GPULayout.pteSize
-            return ggtt[UInt32(index)] ?? 0
+            let pte = ggtt[UInt32(index)] ?? 0
+            return size == 8 ? pte : (pte >> (UInt64(offset % 8) * 8)) & 0xffff_ffff
         }
-        if let i = table.index(at: offset) { return registers[i] }
-        return 0
+        if let i = table.index(at: offset), table.registers[i].width == size { return registers[i] }
+        var value: UInt64 = 0
+        for b in 0..<size {
+            guard let (i, shift) = register(containing: offset + b) else { continue }
+            value |= ((registers[i] >> shift) & 0xff) << (UInt64(b) * 8)
+        }
+        return value
     }
 
     public mutating func writeBAR0(offset: Int, size: Int, value: UInt64) throws(AccessError) {
         try checkBAR0(offset: offset, size: size)
         if offset >= ggttOffset {
             let index = UInt32((offset - ggttOffset) / GPULayout.pteSize)
+            var pte = value
+            if size == 4 {
+                let shift = UInt64(offset % 8) * 8
+                pte = ((ggtt[index] ?? 0) & ~(0xffff_ffff << shift)) | (value & 0xffff_ffff) << shift
+            }
             // GVT-g validates each guest GGTT write; an entry mapping memory the
             // vGPU does not have is refused (a saved image could not hold it).
-            if let problem = pteViolation(index: index, value) { throw .invalid(problem) }
-            setPTE(index, value)
+            if let problem = pteViolation(index: index, pte) { throw .invalid(problem) }
+            setPTE(index, pte)
             return
         }
-        guard let i = table.index(at: offset) else { return }
+        if let i = table.index(at: offset), table.registers[i].width == size {
+            store(i, value, bytes: UInt64.max)
+            return
+        }
+        // Part of one register, or parts of two: each takes the bytes that fall in it.
+        var b = 0
+        while b < size {
+            guard let (i, _) = register(containing: offset + b) else { b += 1; continue }
+            let spec = table.registers[i]
+            let end = min(size, spec.offset + spec.width - offset)
+            var mask: UInt64 = 0, bits: UInt64 = 0
+            for k in b..<end {
+                let at = UInt64(offset + k - spec.offset) * 8
+                mask |= 0xff << at
+                bits |= ((value >> (UInt64(k) * 8)) & 0xff) << at
+            }
+            store(i, bits, bytes: mask)
+            b = end
+        }
+    }
+
+    /// Applies a guest write of `value` to the register's bytes in `bytes`, by its access rules.
+    private mutating func store(_ i: Int, _ value: UInt64, bytes: UInt64) {
         let spec = table.registers[i]
         let old = registers[i]
+        let mask = spec.writeMask & bytes
         var new = old
         switch spec.access {
         case .ro: return
-        case .rw: new = (old & ~spec.writeMask) | (value & spec.writeMask)
-        case .rw1c: new = old & ~(value & spec.writeMask)
+        case .rw: new = (old & ~mask) | (value & mask)
+        case .rw1c: new = old & ~(value & mask)
         }
         if new != old {
             registers[i] = new
@@ -117,35 +153,30 @@ public struct Hardware: Sendable {
         }
     }
 
+    /// The named register holding byte `offset`, and that byte's bit shift in it.
+    func register(containing offset: Int) -> (index: Int, shift: UInt64)? {
+        for start in [offset & ~7, offset & ~3] {
+            if let i = table.index(at: start), start + table.registers[i].width > offset {
+                return (i, UInt64(offset - start) * 8)
+            }
+        }
+        return nil
+    }
+
     private func checkBAR0(offset: Int, size: Int) throws(AccessError) {
-        guard offset >= 0, size > 0, offset + size <= bar0Size else {
-            throw .invalid("access of \(size) bytes at 0x\(String(offset, radix: 16)) is outside BAR0 (0x\(String(bar0Size, radix: 16)) bytes)")
+        guard offset >= 0, size > 0, size <= 8, size & (size - 1) == 0, offset + size <= bar0Size else {
+            throw .invalid("access of \(size) bytes at 0x\(String(offset, radix: 16)) is outside BAR0 (0x\(String(bar0Size, radix: 16)) bytes) or not 1, 2, 4 or 8 bytes")
+        }
+        guard offset % size == 0 else {
+            throw .invalid("MMIO accesses are naturally aligned: \(size) bytes at 0x\(String(offset, radix: 16))")
         }
         if offset >= ggttOffset {
-            guard size == 8, offset % 8 == 0 else {
-                throw .invalid("GGTT entries are 8 bytes, 8-aligned: got \(size) bytes at 0x\(String(offset, radix: 16))")
+            guard size == 8 || size == 4 else {
+                throw .invalid("GGTT entries are accessed 4 or 8 bytes at a time: got \(size) bytes at 0x\(String(offset, radix: 16))")
             }
             guard (offset - ggttOffset) / 8 < ggttEntries else {
                 throw .invalid("GGTT entry \((offset - ggttOffset) / 8) is beyond this vGPU's \(ggttEntries) entries")
             }
-            return
-        }
-        if let i = table.index(at: offset) {
-            let spec = table.registers[i]
-            guard size == spec.width else {
-                throw .invalid("\(spec.name) is \(spec.width) bytes wide; a \(size)-byte access is refused")
-            }
-            return
-        }
-        // Inside a named register but not at its start?
-        let start = offset & ~7
-        for candidate in [start, start - 4, offset & ~3] where candidate != offset {
-            if let i = table.index(at: candidate), candidate + table.registers[i].width > offset {
-                throw .invalid("0x\(String(offset, radix: 16)) is inside \(table.registers[i].name) (0x\(String(candidate, radix: 16)), \(table.registers[i].width) bytes); access it whole")
-            }
-        }
-        guard (size == 4 || size == 8), offset % size == 0 else {
-            throw .invalid("MMIO accesses are 4 or 8 naturally aligned bytes: got \(size) bytes at 0x\(String(offset, radix: 16))")
         }
     }
 

@@ -27,6 +27,20 @@ struct RegionFile: FileContent {
     }
 }
 
+extension RegionFile {
+    /// kvmgt's split of one access: the largest aligned piece of 8, 4, 2 or 1 bytes, repeatedly.
+    static func pieces(offset: Int, count: Int, _ body: (Int, Int) throws(AccessError) -> Void) throws(AccessError) {
+        var o = offset
+        let end = offset + count
+        while o < end {
+            let left = end - o
+            let n = left >= 8 && o % 8 == 0 ? 8 : left >= 4 && o % 4 == 0 ? 4 : left >= 2 && o % 2 == 0 ? 2 : 1
+            try body(o, n)
+            o += n
+        }
+    }
+}
+
 final class OpenRegion: OpenFile {
     let node: Node
     let region: RegionFile
@@ -48,11 +62,19 @@ final class OpenRegion: OpenFile {
                 }
                 try region.device.readConfig(offset: offset, count: min(size, region.size - offset)).withUnsafeBytes(reply)
             case .bar0:
-                guard size <= 8 else {
-                    throw .invalid("BAR0 is accessed one register at a time (4 or 8 bytes), not \(size)")
+                if size > 0, size <= 8, size & (size - 1) == 0, offset % size == 0 {
+                    var value = try region.device.readBAR0(offset: offset, size: size).littleEndian
+                    return withUnsafeBytes(of: &value) { reply(UnsafeRawBufferPointer(rebasing: $0.prefix(size))) }
                 }
-                var value = try region.device.readBAR0(offset: offset, size: size).littleEndian
-                withUnsafeBytes(of: &value) { reply(UnsafeRawBufferPointer(rebasing: $0.prefix(size))) }
+                // As kvmgt's intel_vgpu_rw: aligned 8-, 4-, 2- and 1-byte pieces, in order.
+                guard offset >= 0, offset < region.size else { throw .invalid("offset \(offset) is beyond BAR0") }
+                var out = [UInt8]()
+                out.reserveCapacity(min(size, region.size - offset))
+                try RegionFile.pieces(offset: offset, count: min(size, region.size - offset)) { (o: Int, n: Int) throws(AccessError) in
+                    let v = try region.device.readBAR0(offset: o, size: n)
+                    for k in 0..<n { out.append(UInt8(truncatingIfNeeded: v >> (UInt64(k) * 8))) }
+                }
+                out.withUnsafeBytes(reply)
             case .migration(let v1):
                 do throws(MigrationError) { try v1.read(offset: offset, size: size).withUnsafeBytes(reply) } catch {
                     throw .init(errno: error.errno, message: error.message)
@@ -70,12 +92,12 @@ final class OpenRegion: OpenFile {
             case .config:
                 try region.device.writeConfig(offset: offset, bytes: Array(data))
             case .bar0:
-                guard data.count <= 8 else {
-                    throw .invalid("BAR0 is accessed one register at a time (4 or 8 bytes), not \(data.count)")
+                guard offset >= 0, offset + data.count <= region.size else { throw .invalid("\(data.count) bytes at \(offset) are beyond BAR0") }
+                try RegionFile.pieces(offset: offset, count: data.count) { (o: Int, n: Int) throws(AccessError) in
+                    var value: UInt64 = 0
+                    for k in 0..<n { value |= UInt64(data[o - offset + k]) << (UInt64(k) * 8) }
+                    try region.device.writeBAR0(offset: o, size: n, value: value)
                 }
-                var value: UInt64 = 0
-                withUnsafeMutableBytes(of: &value) { $0.copyMemory(from: data) }
-                try region.device.writeBAR0(offset: offset, size: data.count, value: UInt64(littleEndian: value))
             case .migration(let v1):
                 do throws(MigrationError) { try v1.write(offset: offset, bytes: Array(data)) } catch {
                     throw .init(errno: error.errno, message: error.message)
