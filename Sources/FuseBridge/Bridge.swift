@@ -131,6 +131,17 @@ enum Bridge {
     static let operations: fuse_lowlevel_ops = {
         var ops = fuse_lowlevel_ops()
 
+        ops.`init` = { userdata, conn in
+            // With an entry cache, let the kernel keep link targets too: a link's
+            // target never changes and inode numbers are never reused, so a removed
+            // link (its entry invalidated) can never be answered from a stale cache.
+            guard let userdata, let conn else { return }
+            let d = Unmanaged<Dispatcher>.fromOpaque(userdata).takeUnretainedValue()
+            if d.cacheSeconds > 0, conn.pointee.capable & UInt32(FUSE_CAP_CACHE_SYMLINKS) != 0 {
+                conn.pointee.want |= UInt32(FUSE_CAP_CACHE_SYMLINKS)
+            }
+        }
+
         ops.lookup = { req, parent, name in
             let d = Dispatcher.from(req)
             do throws(FSError) {
@@ -183,7 +194,7 @@ enum Bridge {
                                   defaultUID: d.uid, defaultGID: d.gid)
                 }
                 var st = d.attributes(of: node)
-                fuse_reply_attr(req, &st, 0)
+                fuse_reply_attr(req, &st, d.cacheTimeout(cacheable: true))
             } catch {
                 d.fail(req, error, "setattr", ino)
             }

@@ -15,12 +15,13 @@ public struct MountOptions: Sendable {
     public var singleThreaded = false
     /// Upper bound on worker threads of the multi-threaded loop.
     public var maxThreads: UInt32 = 10
-    /// Seconds the kernel may cache directory and link entries and their
-    /// attributes (0: every lookup reaches the daemon). Removed entries are
-    /// invalidated before the removing write returns, so removal is still
-    /// seen at once; files are never cached; while fault rules are active
-    /// nothing is. A second keeps path walks (mdevctl list over 10,000 vGPUs)
-    /// from asking the daemon for every component every time.
+    /// Seconds the kernel may cache entries, their attributes and link targets
+    /// (0: every lookup reaches the daemon). Removed entries are invalidated
+    /// before the removing write returns, so removal is still seen at once; a
+    /// file's content is never cached (direct I/O); mirrored entries and,
+    /// while fault rules are active, everything are not cached. A second keeps
+    /// path walks (mdevctl list over 10,000 vGPUs) and attribute reads from
+    /// asking the daemon for every component and attribute every time.
     public var entryCacheSeconds: Double = 1
     /// libfuse's own request trace on stderr (`-d`).
     public var debug = false

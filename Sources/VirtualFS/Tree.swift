@@ -136,11 +136,13 @@ public struct TreeContents {
         nextIno = Tree.rootIno + 1
     }
 
-    /// A directory or link that is not mirrored from a real directory: its
-    /// name and attributes change only through `Tree.update`.
+    /// A node not mirrored from a real directory: its name changes only
+    /// through `Tree.update` (whose removals are invalidated), its size never
+    /// (attributes are a page, binary attributes and regions their fixed
+    /// size), its mode and owner only by setattr, whose reply refreshes the
+    /// kernel's copy. Content is never cached: files are served with direct I/O.
     func isCacheable(_ node: Node) -> Bool {
-        if case .file = node.kind { return false }
-        return !mirrored.contains(node.ino) && mirrors[node.ino] == nil
+        !mirrored.contains(node.ino) && mirrors[node.ino] == nil
     }
 
     public func lookup(parent: Inode, name: String) throws(FSError) -> Node {
