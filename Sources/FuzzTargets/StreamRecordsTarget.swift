@@ -70,21 +70,7 @@ enum StreamRecordsTarget {
         var accepted = false
         var refusal = ""
         do throws(MigrationError) {
-            try device.setState(.resuming)
-            let session = device.currentSession
-            var written = 0
-            while written < blob.count {
-                let n = min(777, blob.count - written)
-                var result: Result<Int, MigrationError> = .success(0)
-                blob.withUnsafeBytes { raw in
-                    do throws(MigrationError) {
-                        result = .success(try device.write(session: session, bytes: UnsafeRawBufferPointer(rebasing: raw[written..<written + n])))
-                    } catch { result = .failure(error) }
-                }
-                _ = try result.get()
-                written += n
-            }
-            try device.setState(.stop)
+            try FuzzDevice.resume(device, blob, chunk: 777)
             accepted = true
         } catch {
             refusal = error.message
@@ -105,12 +91,7 @@ enum StreamRecordsTarget {
             device.gpu.fillWorkingSet()
             try device.setState(.stop)
             try device.setState(.stopCopy)
-            var again: [UInt8] = []
-            while true {
-                let chunk = try device.read(session: device.currentSession, offset: again.count, size: 1 << 16)
-                if chunk.isEmpty { break }
-                again += chunk
-            }
+            let again = try FuzzDevice.save(device)
             let reread = BlobAnalysis(again)
             invariant(reread.sound, "a device loaded from a sound stream saved an unsound one: \(reread.fault.map { "\($0)" } ?? "incomplete")")
         } catch {

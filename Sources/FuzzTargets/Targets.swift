@@ -60,19 +60,42 @@ enum FuzzDevice {
         return MigrationDevice(gpu: gpu, identity: identity, resumeFailure: policy)
     }
 
+    /// RESUMING, `bytes` written in `chunk`-sized writes, then STOP.
+    static func resume(_ device: MigrationDevice, _ bytes: [UInt8], chunk: Int) throws(MigrationError) {
+        try device.setState(.resuming)
+        let session = device.currentSession
+        var written = 0
+        while written < bytes.count {
+            let n = min(chunk, bytes.count - written)
+            var result: Result<Int, MigrationError> = .success(0)
+            bytes.withUnsafeBytes { raw in
+                do throws(MigrationError) {
+                    result = .success(try device.write(session: session, bytes: UnsafeRawBufferPointer(rebasing: raw[written..<written + n])))
+                } catch { result = .failure(error) }
+            }
+            _ = try result.get()
+            written += n
+        }
+        try device.setState(.stop)
+    }
+
+    /// The whole saving stream of a device in STOP_COPY.
+    static func save(_ d: MigrationDevice) throws(MigrationError) -> [UInt8] {
+        var blob: [UInt8] = []
+        while true {
+            let chunk = try d.read(session: d.currentSession, offset: blob.count, size: 1 << 16)
+            if chunk.isEmpty { return blob }
+            blob += chunk
+        }
+    }
+
     /// A whole stop-and-copy stream of a device that ran `ticks`.
     public static func savedBlob(seed: UInt64, ticks: UInt64) -> [UInt8] {
         let d = make(seed: seed)
         try? d.gpu.step(ticks)
         do throws(MigrationError) {
             try d.setState(.stopCopy)
-            var blob: [UInt8] = []
-            while true {
-                let chunk = try d.read(session: d.currentSession, offset: blob.count, size: 1 << 16)
-                if chunk.isEmpty { break }
-                blob += chunk
-            }
-            return blob
+            return try save(d)
         } catch { fatalError("saving a fresh device failed: \(error)") }
     }
 }
@@ -150,21 +173,7 @@ enum StreamTarget {
         try? device.gpu.step(2)
         let before = device.gpu.stateDigest
         do throws(MigrationError) {
-            try device.setState(.resuming)
-            let session = device.currentSession
-            var written = 0
-            while written < bytes.count {
-                let n = min(4096, bytes.count - written)
-                var result: Result<Int, MigrationError> = .success(0)
-                bytes.withUnsafeBytes { raw in
-                    do throws(MigrationError) {
-                        result = .success(try device.write(session: session, bytes: UnsafeRawBufferPointer(rebasing: raw[written..<written + n])))
-                    } catch { result = .failure(error) }
-                }
-                _ = try result.get()
-                written += n
-            }
-            try device.setState(.stop)
+            try FuzzDevice.resume(device, bytes, chunk: 4096)
             invariant(whole == nil, "resume accepted a stream the parser refuses: \(whole.map { "\($0)" } ?? "")")
         } catch {
             invariant(device.state == .resuming, "a refused resume left the device in \(device.state), not RESUMING")
