@@ -49,8 +49,13 @@ $PIN "$BIN" mount "$MD" --clock stepped --config bench/host.yaml 2>/dev/null &
 DPID=$!
 $PIN "$OUT/c_attr_server" "$MC" "$ATTR" '5\n' -s $((WS + 64)) &
 CPID=$!
-trap 'kill $SPID $CPID $DPID 2>/dev/null; wait 2>/dev/null' EXIT
-for _ in $(seq 400); do [ -e "$MS/$ATTR" ] && [ -e "$MC/$ATTR" ] && [ -e "$MD/$ATTR" ] && break; sleep 0.05; done
+# The cheapest the C server can be: the attribute at its root (one LOOKUP), the
+# baseline of the default-mount rows (issue 17: 4 requests per open+read+close).
+MR=/tmp/mdevsim-bench/c-root; mkdir -p "$MR"; umount -l "$MR" 2>/dev/null || true
+$PIN "$OUT/c_attr_server" "$MR" available_instances '5\n' -s 1 &
+RPID=$!
+trap 'kill $SPID $CPID $DPID $RPID 2>/dev/null; wait 2>/dev/null' EXIT
+for _ in $(seq 400); do [ -e "$MS/$ATTR" ] && [ -e "$MC/$ATTR" ] && [ -e "$MD/$ATTR" ] && [ -e "$MR/available_instances" ] && break; sleep 0.05; done
 [ "$(cat "$MS/$ATTR")" = "$(cat "$MC/$ATTR")" ] || { echo "the two servers disagree on $ATTR" >&2; exit 1; }
 
 num() { [ -z "$1" ] && { echo ""; return; }; awk -v v="$1" 'BEGIN { if (v == "null") print "null"; else if (v + 0 >= 100) printf "%.0f", v; else if (v + 0 >= 1) printf "%.2f", v; else printf "%.4f", v }'; }
@@ -96,15 +101,15 @@ if want attribute; then
     row "attribute open+read+close (cost/op)" "$I_M" "$I_C" "ops/s" "$cost" "cost <= 1.1x" "$(met "$cost" "<=" 1.1)"
     row "  p50 latency" "$I_MP" "$I_CP" "us" "$(ratio "$I_MP" "$I_CP")" "printed" "$(shown "$I_MP")"
     # The same through the mount as users get it: default options (worker pool, entries cached for 1 s).
-    interleave "attribute, default mount" "$PIN $OUT/orc_client $MD/$ATTR $SECS" "$PIN $OUT/orc_client $MC/$ATTR $SECS"
+    interleave "attribute, default mount" "$PIN $OUT/orc_client $MD/$ATTR $SECS" "$PIN $OUT/orc_client $MR/available_instances $SECS"
     cost=$(ratio "$I_C" "$I_M")
-    row "attribute, default mount (cost/op)" "$I_M" "$I_C" "ops/s" "$cost" "cost <= 0.9x" "$(met "$cost" "<=" 0.9)"
+    row "attribute, default mount vs C root file" "$I_M" "$I_C" "ops/s" "$cost" "cost <= 0.9x" "$(met "$cost" "<=" 0.9)"
     row "  p50 latency" "$I_MP" "$I_CP" "us" "$(ratio "$I_MP" "$I_CP")" "printed" "$(shown "$I_MP")"
     # The path mdevctl and libvirt take: through the sys/class/mdev_bus link.
     CLASS_ATTR=sys/class/mdev_bus/0000:00:02.0/mdev_supported_types/i915-GVTg_V5_4/available_instances
-    interleave "attribute via sys/class, default mount" "$PIN $OUT/orc_client $MD/$CLASS_ATTR $SECS" "$PIN $OUT/orc_client $MC/$ATTR $SECS"
+    interleave "attribute via sys/class, default mount" "$PIN $OUT/orc_client $MD/$CLASS_ATTR $SECS" "$PIN $OUT/orc_client $MR/available_instances $SECS"
     cost=$(ratio "$I_C" "$I_M")
-    row "attribute via sys/class, default (cost/op)" "$I_M" "$I_C" "ops/s" "$cost" "cost <= 1.0x" "$(met "$cost" "<=" 1.0)"
+    row "  via sys/class/mdev_bus vs C root file" "$I_M" "$I_C" "ops/s" "$cost" "cost <= 1.0x" "$(met "$cost" "<=" 1.0)"
     row "  p50 latency" "$I_MP" "$I_CP" "us" "$(ratio "$I_MP" "$I_CP")" "printed" "$(shown "$I_MP")"
 fi
 

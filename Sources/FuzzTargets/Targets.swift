@@ -315,7 +315,8 @@ enum AttributeTarget {
         let listed = (try? host.tree.resolve("sys/bus/mdev/devices")).flatMap { try? host.tree.entries(of: $0.ino) }?
             .filter { $0.name != "." && $0.name != ".." }.count ?? -1
         invariant(listed == host.bus.devices.count, "sys/bus/mdev/devices lists \(listed), the bus has \(host.bus.devices.count)")
-        for parent in host.bus.parents {
+        // An unregistered parent (its PCI remove or a surprise removal) offers no types.
+        for parent in host.bus.parents where host.bus.isRegistered(parent.name) {
             for type in parent.types {
                 // The real path: Tree.resolve follows no links, and sys/class entries are links.
                 let path = SysfsView.parentPath(parent) + "/mdev_supported_types/\(type.id)/available_instances"

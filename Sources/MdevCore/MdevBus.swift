@@ -164,6 +164,12 @@ public final class MdevBus: Sendable {
         return MdevBus.instances(of: type.config, fitting: free(parents[i].config, used))
     }
 
+    /// Whether the parent is on the bus (not surprise-removed or unregistered).
+    public func isRegistered(_ parent: String) -> Bool {
+        guard let i = parentIndex[parent] else { return false }
+        return state.withLock { !$0.unregistered.contains(i) }
+    }
+
     public func device(_ uuid: String) -> MdevDevice? {
         state.withLock { $0.devices[uuid]?.device }
     }

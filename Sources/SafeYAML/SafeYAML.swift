@@ -18,7 +18,13 @@ public enum SafeYAML {
     /// Nodes a document may expand to, aliases counted each time they are used.
     public static let maxNodes = 1_000_000
 
+    /// Deepest nesting a document may have: Yams composes recursively, and a
+    /// few thousand `{` overflow the stack (found by the config fuzz target,
+    /// testdata/fuzz/config/regressions/deep-nesting).
+    public static let maxDepth = 64
+
     public static func decode<T: Decodable>(_ type: T.Type, from text: String) throws -> T {
+        try checkDepth(text)
         if let root = try Yams.compose(yaml: text) {
             var budget = maxNodes
             try check(root, &budget)
@@ -44,6 +50,52 @@ public enum SafeYAML {
             }
         case .sequence(let sequence):
             for item in sequence { try check(item, &budget) }
+        }
+    }
+
+    /// Refuses text nested deeper than `maxDepth`, counted before any parser
+    /// recurses: flow collections (`[`, `{`, outside quotes and comments),
+    /// block indentation levels and the `- ` entries that open a line.
+    static func checkDepth(_ text: String) throws {
+        var indents: [Int] = []
+        var flow = 0
+        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            let bytes = Array(line.utf8)
+            var i = 0
+            while i < bytes.count && bytes[i] == UInt8(ascii: " ") { i += 1 }
+            guard i < bytes.count, bytes[i] != UInt8(ascii: "#") else { continue }
+            var block = 0
+            if flow == 0 {
+                while let last = indents.last, last >= i { indents.removeLast() }
+                indents.append(i)
+                // "- - - x" opens a sequence per dash on one line.
+                var j = i
+                while j + 1 < bytes.count, bytes[j] == UInt8(ascii: "-"), bytes[j + 1] == UInt8(ascii: " ") {
+                    block += 1
+                    j += 2
+                    while j < bytes.count && bytes[j] == UInt8(ascii: " ") { j += 1 }
+                }
+            }
+            var quote: UInt8? = nil
+            var k = i
+            while k < bytes.count {
+                let c = bytes[k]
+                if let q = quote {
+                    if c == UInt8(ascii: "\\") && q == UInt8(ascii: "\"") { k += 1 } else if c == q { quote = nil }
+                } else if c == UInt8(ascii: "\"") || c == UInt8(ascii: "'") {
+                    quote = c
+                } else if c == UInt8(ascii: "#") && k > 0 && bytes[k - 1] == UInt8(ascii: " ") {
+                    break
+                } else if c == UInt8(ascii: "[") || c == UInt8(ascii: "{") {
+                    flow += 1
+                } else if c == UInt8(ascii: "]") || c == UInt8(ascii: "}") {
+                    flow = max(0, flow - 1)
+                }
+                if indents.count + block + flow > maxDepth {
+                    throw Refusal(description: "the document nests deeper than \(maxDepth) levels; write it out flatter")
+                }
+                k += 1
+            }
         }
     }
 

@@ -28,6 +28,7 @@ public indirect enum Schema: Sendable {
 extension SafeYAML {
     /// Decodes `text` after checking it against `schema`; an empty document is refused.
     public static func decode<T: Decodable>(_ type: T.Type, from text: String, schema: Schema) throws -> T {
+        try checkDepth(text)
         guard let root = try Yams.compose(yaml: text) else {
             throw Refusal(description: "the file is empty (no YAML or JSON document in it)")
         }

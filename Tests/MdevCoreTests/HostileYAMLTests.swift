@@ -17,6 +17,20 @@ struct HostileYAMLTests {
         #expect(many?.contains("base-60") == true, "\(many ?? "accepted")")
     }
 
+    @Test("nesting that would overflow the YAML parser's stack is refused first (flow, block and dash forms)")
+    func deepNesting() {
+        for text in ["parents: " + String(repeating: "[", count: 5000),
+                     "parents: " + String(repeating: "{a: ", count: 3000),
+                     "parents:\n" + (1...200).map { String(repeating: " ", count: $0) + "a:" }.joined(separator: "\n"),
+                     "parents:\n  " + String(repeating: "- ", count: 500) + "x"] {
+            let why = refusal(text)
+            #expect(why?.contains("nests deeper than 64 levels") == true, "\(why ?? "accepted")")
+        }
+        // Ordinary nesting, and brackets inside quotes or comments, are not counted.
+        #expect(refusal("parents: [{address: '0000:00:02.0', driver: i915}]   # [[[[[[[[[[[[[[[[[\n") == nil)
+        #expect(refusal("parents:\n  - address: \"0000:00:02.0\"\n    type_prefix: \"GVTg_V5\"\n") == nil)
+    }
+
     @Test("aliases that expand past a million nodes are refused")
     func aliasExpansion() {
         var yaml = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n"
