@@ -31,6 +31,8 @@ public final class VFIOView: MdevBusObserver, @unchecked Sendable {
     }
 
     private let devices = Mutex<[String: Entry]>([:])
+    /// Where the tree is mounted (absolute), once known: see `mounted(at:)`.
+    private let mountPoint = Mutex<String?>(nil)
     /// vfio cdev minors in use: the kernel's vfio.device_ida, lowest free from 0.
     private let minors = Mutex<[String: Int]>([:])
     /// Blobs that devices with these UUIDs replay (`mdevsim mount --replay`).
@@ -44,6 +46,15 @@ public final class VFIOView: MdevBusObserver, @unchecked Sendable {
 
     /// Consulted by every device's migration (fault injection).
     let migrationFaults: (any MigrationFaultHook)?
+
+    /// Tells the view where its tree is mounted, so devices created from now on
+    /// link back to their files with a path that holds in any mount namespace.
+    public func mounted(at path: String) {
+        // No file system call here: the daemon calls this before its loop serves
+        // the mount, and a stat of the mount point would wait on itself.
+        let absolute = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+        mountPoint.withLock { $0 = absolute.hasSuffix("/") ? String(absolute.dropLast()) : absolute }
+    }
 
     /// The vfio cdev's major (dynamically allocated on a real host; 511 here).
     public static let cdevMajor = 511
@@ -233,7 +244,10 @@ public final class VFIOView: MdevBusObserver, @unchecked Sendable {
         try c.attribute("runtime_status", in: power, .constant("unsupported\n"))
         let vfioClass = try c.directories("sys/class/vfio-dev")
         try c.symlink(name, in: vfioClass, to: "../../\(devicePath)/vfio-dev/\(name)")
-        try c.symlink("mdevsim", in: node, to: "../../../../../../../vfio/\(uuid)")
+        // Back to the device's files; absolute once the mount point is known, so it
+        // also resolves inside `mdevsim exec`, where this tree is bound over /sys.
+        let back = mountPoint.withLock { $0 }.map { "\($0)/vfio/\(uuid)" } ?? "../../../../../../../vfio/\(uuid)"
+        try c.symlink("mdevsim", in: node, to: back)
         let identity = mig.identity
         try c.attribute("migration_version", in: sysDevice, MigrationVersion.attribute({ identity }, onRefusal: { mig.recordError($0) }), permissions: 0o644)
     }

@@ -174,6 +174,7 @@ struct Mount: ParsableCommand {
         let session: FuseSession
         do {
             session = try FuseSession(tree: simulated.tree, mountpoint: directory, options: options, logger: logger)
+            simulated.vfio.mounted(at: directory)
         } catch {
             throw CLIError("\(error)")
         }

@@ -67,6 +67,9 @@ struct HostFidelityTests {
             let levels = walk.out.split(separator: "\n").filter { $0.contains("looking at") }.map { $0.split(separator: "'")[1] }
             #expect(levels == ["/devices/pci0000:00/0000:00:02.0/\(uuidA)/vfio-dev/vfio0", "/devices/pci0000:00/0000:00:02.0/\(uuidA)",
                                "/devices/pci0000:00/0000:00:02.0", "/devices/pci0000:00"], "\(walk.out)")
+            // The node's link back to the device's files holds inside exec's namespace too.
+            let link = try exec(h, "cat", "/sys/bus/mdev/devices/\(uuidA)/vfio-dev/vfio0/mdevsim/migration/state")
+            #expect(link.status == 0 && link.out == "RUNNING\n", "\(link)")
             let node0 = try exec(h, "udevadm", "info", "-q", "all", "-p", node)
             #expect(node0.out.contains("E: DEVNAME=/dev/vfio/devices/vfio0") && node0.out.contains("D: c \(511):0"), "\(node0)")
         }

@@ -97,6 +97,7 @@ func withMounted<R>(_ host: SimulatedHost, options: MountOptions = testMountOpti
     defer { try? FileManager.default.removeItem(atPath: dir) }
     let mount = try BackgroundMount(tree: host.tree, mountpoint: dir, options: options, logger: testLogger)
     defer { mount.stop() }
+    host.vfio.mounted(at: dir)
     return try body(MountedHost(root: dir, host: host))
 }
 
