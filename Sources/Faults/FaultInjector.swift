@@ -154,6 +154,7 @@ public final class FaultInjector: OperationHook, MigrationFaultHook, Sendable {
     /// `.mdevsim/faults` (write a rule, `clear`, read the rules with hit counts)
     /// and `.mdevsim/log` (the faults that fired).
     public func addControlFiles(to tree: Tree) throws(FSError) {
+        let weakTree = WeakTree(tree: tree)   // the tree holds this file; no cycle back
         try tree.update { (c: inout TreeContents) throws(FSError) in
             let dir = try c.directories(".mdevsim")
             try c.attribute("faults", in: dir, Attribute(
@@ -165,6 +166,9 @@ public final class FaultInjector: OperationHook, MigrationFaultHook, Sendable {
                     let text = String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
                     if text == "clear" { self.clear(); return }
                     do { try self.add(try FaultRule.parse(text)) } catch { throw .invalid("fault rule refused: \(error)") }
+                    // Entries the kernel cached before the rule must ask again, or its
+                    // lookups and getattrs would not see the rule for up to a second.
+                    weakTree.tree?.invalidateCache()
                 }), permissions: 0o644)
             try c.attribute("log", in: dir, Attribute(show: {
                 // A sysfs-style attribute holds at most a page: the newest lines that fit.
@@ -217,4 +221,9 @@ struct Glob: Sendable {
         guard let name = s.first, fnmatch(first, String(name), 0) == 0 else { return false }
         return match(p.dropFirst(), s.dropFirst())
     }
+}
+
+/// A tree referred to by a file inside it.
+struct WeakTree: Sendable {
+    weak var tree: Tree?
 }

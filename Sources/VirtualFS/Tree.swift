@@ -35,6 +35,21 @@ public final class Tree: Sendable {
         contents = Mutex(TreeContents())
     }
 
+    /// Asks for every cached entry to be dropped, as removals are (through the
+    /// `onRemovals` handler): for when something that decides how requests are
+    /// answered changed, such as a fault rule added while the kernel holds
+    /// entries and attributes it would otherwise not ask about again.
+    public func invalidateCache() {
+        let all = contents.withLock { c -> [Removal] in
+            var out: [Removal] = []
+            for (parent, entries) in c.children where c.mirrors[parent] == nil && !c.mirrored.contains(parent) {
+                for name in entries.keys { out.append(Removal(parent: parent, name: name)) }
+            }
+            return out
+        }
+        if !all.isEmpty, let handler = removalHandler.withLock({ $0 }) { handler(all) }
+    }
+
     /// Applies a group of changes atomically.
     public func update<R: Sendable, E: Error>(_ body: (inout TreeContents) throws(E) -> R) throws(E) -> R {
         var removed: [Removal] = []

@@ -49,4 +49,19 @@ struct EntryCacheTests {
             #expect(try readText(h.typeDir("i915-GVTg_V5_8") + "/available_instances") == "6\n", "attributes are never cached")
         }
     }
+
+    @Test("a fault rule added while entries and attributes are cached fires on the next matching access")
+    func ruleAfterCaching() throws {
+        try withCachedMount { h in
+            let attr = h.typeDir("i915-GVTg_V5_4") + "/available_instances"
+            var st = stat()
+            for _ in 0..<3 { #expect(stat(attr, &st) == 0) }            // entry and attributes now cached for 60 s
+            #expect(exists(h.device(uuidA)) == false)
+            try writeText(h.root + "/.mdevsim/faults", "name=g path=sys/devices/**/available_instances op=getattr errno=EIO")
+            #expect(stat(attr, &st) == -1 && errno == EIO, "the cached attributes hid the new rule")
+            try writeText(h.root + "/.mdevsim/faults", "clear")
+            try writeText(h.root + "/.mdevsim/faults", "name=l path=sys/devices/**/i915-GVTg_V5_4 op=lookup errno=ENOSPC")
+            #expect(stat(attr, &st) == -1 && errno == ENOSPC, "the cached entry hid the new lookup rule")
+        }
+    }
 }
