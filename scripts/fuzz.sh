@@ -63,7 +63,9 @@ for t in "${targets[@]}"; do
     log=".build/fuzz-logs/$t.log"
     runs=$(grep -o 'stat::number_of_executed_units: [0-9]*' "$log" | awk '{print $2}' | tail -1)
     crashed=no
-    if grep -qE 'ERROR: libFuzzer|invariant broken|Fatal error|deadly signal|out-of-memory|malloc\(' "$log"; then crashed=yes; status=1; fi
+    # Any sanitizer report (UBSan's stack-overflow too) or a saved artifact is a crash.
+    if grep -qE 'ERROR: libFuzzer|ERROR: [A-Za-z]+Sanitizer|invariant broken|Fatal error|deadly signal|out-of-memory|malloc\(' "$log" \
+        || ls .build/fuzz-artifacts/"$t"-* >/dev/null 2>&1; then crashed=yes; status=1; fi
     runs=${runs:-0}
     total=$((total + runs))
     rows+=("$t $runs $crashed")

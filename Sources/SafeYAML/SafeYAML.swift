@@ -82,7 +82,7 @@ public enum SafeYAML {
                 let c = bytes[k]
                 if let q = quote {
                     if c == UInt8(ascii: "\\") && q == UInt8(ascii: "\"") { k += 1 } else if c == q { quote = nil }
-                } else if c == UInt8(ascii: "\"") || c == UInt8(ascii: "'") {
+                } else if (c == UInt8(ascii: "\"") || c == UInt8(ascii: "'")) && opensScalar(bytes, at: k, lineStart: i) {
                     quote = c
                 } else if c == UInt8(ascii: "#") && k > 0 && bytes[k - 1] == UInt8(ascii: " ") {
                     break
@@ -97,6 +97,17 @@ public enum SafeYAML {
                 k += 1
             }
         }
+    }
+
+    /// Whether a quote at `k` starts a quoted scalar as libyaml reads it: at the
+    /// start of a token (after indentation, white space, `[`, `{` or `,`), or
+    /// right after the `:` of a quoted key (`"a":"b"`). Elsewhere (`e:'x`) it is
+    /// part of a plain scalar, and the brackets after it still count.
+    static func opensScalar(_ bytes: [UInt8], at k: Int, lineStart: Int) -> Bool {
+        guard k > lineStart else { return true }
+        let p = bytes[k - 1]
+        if [UInt8(ascii: " "), UInt8(ascii: "\t"), UInt8(ascii: "["), UInt8(ascii: "{"), UInt8(ascii: ",")].contains(p) { return true }
+        return p == UInt8(ascii: ":") && k >= 2 && (bytes[k - 2] == UInt8(ascii: "\"") || bytes[k - 2] == UInt8(ascii: "'"))
     }
 
     /// Whether Yams's base-60 reading of `text` (each `:`-part that is an

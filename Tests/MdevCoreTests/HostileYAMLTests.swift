@@ -22,7 +22,9 @@ struct HostileYAMLTests {
         for text in ["parents: " + String(repeating: "[", count: 5000),
                      "parents: " + String(repeating: "{a: ", count: 3000),
                      "parents:\n" + (1...200).map { String(repeating: " ", count: $0) + "a:" }.joined(separator: "\n"),
-                     "parents:\n  " + String(repeating: "- ", count: 500) + "x"] {
+                     "parents:\n  " + String(repeating: "- ", count: 500) + "x",
+                     // A quote inside a plain scalar opens no string: the brackets after it count.
+                     "parents: {e:'V5_4, " + String(repeating: "{", count: 3000)] {
             let why = refusal(text)
             #expect(why?.contains("nests deeper than 64 levels") == true, "\(why ?? "accepted")")
         }
