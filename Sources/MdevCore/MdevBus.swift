@@ -185,11 +185,6 @@ public final class MdevBus: Sendable {
 
     public var deviceCount: Int { state.withLock { $0.devices.count } }
 
-    public func poolUsage(parent name: String) -> PoolUsage? {
-        guard let i = parentIndex[name] else { return nil }
-        return state.withLock { $0.used[i] }
-    }
-
     // MARK: Create and remove
 
     /// A write of `bytes` to `<type>/create`: validates the UUID as the kernel

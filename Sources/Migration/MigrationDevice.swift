@@ -67,7 +67,6 @@ public final class MigrationDevice: Sendable {
         var lastSession: UInt64 = 0
         var lastError = ""
         /// Every arc taken, for tests and logs (bounded).
-        var arcs: [(MigrationState, MigrationState)] = []
     }
 
     private let core = Mutex(Core())
@@ -93,7 +92,6 @@ public final class MigrationDevice: Sendable {
     public func streamPosition(session: UInt64?) -> Int {
         core.withLock { c in c.saving.flatMap { $0.id == session ? $0.delivered : nil } ?? 0 }
     }
-    public var recentArcs: [(MigrationState, MigrationState)] { core.withLock { $0.arcs } }
 
     private func fail(_ c: inout Core, _ errno: Int32, _ message: String) -> MigrationError {
         c.lastError = message
@@ -137,8 +135,6 @@ public final class MigrationDevice: Sendable {
                     break
                 }
                 try arc(&c, to: next)
-                c.arcs.append((c.state, next))
-                if c.arcs.count > 64 { c.arcs.removeFirst(c.arcs.count - 64) }
                 c.state = next
                 gpu.isRunning = next.isRunning
             }

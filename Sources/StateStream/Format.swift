@@ -18,7 +18,6 @@ public enum StreamFormat {
     public static let recordOverhead = 12
     /// Memory pages per memory record (1 MiB of page data).
     public static let pagesPerRecord = 256
-    public static let ggttEntriesPerRecord = 65_536
 }
 
 /// Record types. Bit 15 of `flags` marks a record a reader may skip if it does

@@ -116,8 +116,6 @@ public final class Tree: Sendable {
         try contents.withLock { (c: inout TreeContents) throws(FSError) -> Node in try c.resolve(path) }
     }
 
-    public var nodeCount: Int { contents.withLock { $0.nodes.count } }
-
     /// The path of a node from the root ("sys/bus/mdev"), for messages.
     public func path(of ino: Inode) -> String {
         contents.withLock { c in
