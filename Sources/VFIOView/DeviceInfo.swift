@@ -33,10 +33,12 @@ struct DeviceInfo: Encodable {
     let numIRQs: Int
     var regions: [Region]
     let irqs: [IRQ]
+    /// IRQ indices whose VFIO_DEVICE_GET_IRQ_INFO is EINVAL: kvmgt answers only INTx and MSI.
+    let irqInfoEINVAL: [Int]
 
     enum CodingKeys: String, CodingKey {
         case uuid, deviceAPI = "device_api", flags, flagsValue = "flags_value", numRegions = "num_regions"
-        case numIRQs = "num_irqs", regions, irqs
+        case numIRQs = "num_irqs", regions, irqs, irqInfoEINVAL = "irq_info_einval"
     }
 
     init(uuid: String, bar0Size: Int, apertureSize: Int, migrationRegion: Int?) {
@@ -67,10 +69,9 @@ struct DeviceInfo: Encodable {
         irqs = [
             IRQ(index: Int(VFIO_PCI_INTX_IRQ_INDEX), name: "INTX", count: 1, flags: ["EVENTFD", "MASKABLE", "AUTOMASKED"], flagsValue: intx),
             IRQ(index: Int(VFIO_PCI_MSI_IRQ_INDEX), name: "MSI", count: 1, flags: ["EVENTFD", "NORESIZE"], flagsValue: msi),
-            IRQ(index: Int(VFIO_PCI_MSIX_IRQ_INDEX), name: "MSIX", count: 0, flags: [], flagsValue: 0),
-            IRQ(index: Int(VFIO_PCI_ERR_IRQ_INDEX), name: "ERR", count: 0, flags: [], flagsValue: 0),
-            IRQ(index: Int(VFIO_PCI_REQ_IRQ_INDEX), name: "REQ", count: 0, flags: [], flagsValue: 0),
         ]
+        // intel_vgpu_ioctl(VFIO_DEVICE_GET_IRQ_INFO): any index but INTx and MSI is -EINVAL.
+        irqInfoEINVAL = [Int(VFIO_PCI_MSIX_IRQ_INDEX), Int(VFIO_PCI_ERR_IRQ_INDEX), Int(VFIO_PCI_REQ_IRQ_INDEX)]
     }
 
     var json: String {

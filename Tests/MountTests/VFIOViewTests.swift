@@ -45,6 +45,10 @@ struct VFIOViewTests {
             #expect(info["flags_value"] as? Int == 3)          // VFIO_DEVICE_FLAGS_RESET | VFIO_DEVICE_FLAGS_PCI
             #expect(info["num_regions"] as? Int == 9)
             #expect(info["num_irqs"] as? Int == 5)
+            // As kvmgt: INTx and MSI, one vector each; GET_IRQ_INFO on MSI-X, ERR and REQ is EINVAL.
+            let irqs = info["irqs"] as! [[String: Any]]
+            #expect(irqs.map { $0["name"] as? String } == ["INTX", "MSI"] && irqs.allSatisfy { $0["count"] as? Int == 1 })
+            #expect(info["irq_info_einval"] as? [Int] == [2, 3, 4])
             let regions = info["regions"] as! [[String: Any]]
             let bar0 = regions.first { $0["name"] as? String == "BAR0" }!
             #expect(bar0["index"] as? Int == 0)
