@@ -15,7 +15,7 @@ final class OpenCount: Sendable {
 /// A VFIO region as a file: `pread`/`pwrite` at region offsets reach the
 /// device model with the access's own size, as the region's read/write would.
 struct RegionFile: FileContent {
-    enum Kind { case config, bar0, migration(V1Region) }
+    enum Kind { case config, bar0, migration(V1Region), opregion([UInt8]) }
     let kind: Kind
     let device: VGPU
     let size: Int
@@ -79,6 +79,9 @@ final class OpenRegion: OpenFile {
                 do throws(MigrationError) { try v1.read(offset: offset, size: size).withUnsafeBytes(reply) } catch {
                     throw .init(errno: error.errno, message: error.message)
                 }
+            case .opregion(let bytes):
+                guard offset >= 0, offset <= bytes.count else { throw .invalid("offset \(offset) is beyond the \(bytes.count)-byte OpRegion") }
+                bytes[offset..<min(bytes.count, offset + size)].withUnsafeBytes(reply)
             }
         } catch {
             throw FSError(error.errno, error.message)
@@ -102,6 +105,9 @@ final class OpenRegion: OpenFile {
                 do throws(MigrationError) { try v1.write(offset: offset, bytes: Array(data)) } catch {
                     throw .init(errno: error.errno, message: error.message)
                 }
+            case .opregion:
+                // kvmgt's intel_vgpu_reg_rw_opregion refuses every write.
+                throw .invalid("the OpRegion is read-only")
             }
             return data.count
         } catch {
@@ -110,4 +116,20 @@ final class OpenRegion: OpenFile {
     }
 
     func release() { region.opens.decrement() }
+}
+
+/// The IGD OpRegion GVT-g gives each vGPU (intel_vgpu_init_opregion): 8 KiB,
+/// "IntelGraphicsMem", version 2.0, the VBT mailbox; the rest zero here.
+enum OpRegion {
+    static let size = 8 << 10
+
+    static var bytes: [UInt8] {
+        var b = [UInt8](repeating: 0, count: size)
+        b.replaceSubrange(0..<16, with: Array("IntelGraphicsMem".utf8))
+        func put32(_ o: Int, _ v: UInt32) { for i in 0..<4 { b[o + i] = UInt8((v >> (8 * UInt32(i))) & 0xff) } }
+        put32(0x10, 8)                 // size in KiB
+        put32(0x14, 0x0200_0000)       // OpRegion version 2.0
+        put32(0x58, 1 << 3)            // mailboxes: VBT
+        return b
+    }
 }

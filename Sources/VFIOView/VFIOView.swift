@@ -207,6 +207,7 @@ public final class VFIOView: MdevBusObserver, @unchecked Sendable {
         }
         try c.file("config", in: regions, RegionFile(kind: .config, device: gpu, size: ConfigSpace.size, opens: entry.opens), permissions: 0o600)
         try c.file("bar0", in: regions, RegionFile(kind: .bar0, device: gpu, size: bar0Size, opens: entry.opens), permissions: 0o600)
+        try c.file("opregion", in: regions, RegionFile(kind: .opregion(OpRegion.bytes), device: gpu, size: OpRegion.size, opens: entry.opens), permissions: 0o400)
         try c.attribute("reset", in: dir, Attribute(store: { (bytes: [UInt8]) throws(FSError) in
             guard let value = KernelParsing.kstrtoul(bytes) else { throw .invalid("write 1 to reset the device") }
             if value != 0 { mig.reset() }

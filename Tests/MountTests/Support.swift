@@ -4,6 +4,7 @@ import Logging
 import MdevCore
 import MdevSysfs
 import Simulator
+import Synchronization
 import Testing
 import VirtualFS
 
@@ -70,8 +71,17 @@ let testBase: String = {
         for line in mounts.split(separator: "\n") {
             let fields = line.split(separator: " ")
             guard fields.count > 4, fields[4].hasPrefix(base) else { continue }
-            var st = stat()
-            if stat(String(fields[4]), &st) != 0 && errno == ENOTCONN { umount2(String(fields[4]), Int32(MNT_DETACH)) }
+            // stat on its own thread with a deadline: a mount whose process is frozen
+            // (stuck in a crash handler) would block this process for good.
+            let path = String(fields[4])
+            let stale = Atomic<Bool>(false)
+            let done = DispatchSemaphore(value: 0)
+            Thread {
+                var st = stat()
+                if stat(path, &st) != 0 && errno == ENOTCONN { stale.store(true, ordering: .relaxed) }
+                done.signal()
+            }.start()
+            if done.wait(timeout: .now() + 1) == .success, stale.load(ordering: .relaxed) { umount2(path, Int32(MNT_DETACH)) }
         }
     }
     return base

@@ -34,7 +34,7 @@ struct VFIOViewTests {
             try writeText(h.typeDir("i915-GVTg_V5_4") + "/create", uuidA)
             #expect(try listDir(h.vfio(uuidA)) == ["info", "migration", "regions", "reset", "state_digest", "sysfs", "workload"])
             #expect(try listDir(h.vfio(uuidA) + "/migration") == ["data", "error", "features", "precopy_info", "state", "stop_copy_size"])
-            #expect(try listDir(h.vfio(uuidA) + "/regions") == ["bar0", "config"])
+            #expect(try listDir(h.vfio(uuidA) + "/regions") == ["bar0", "config", "opregion"])
             #expect(try listDir(h.vfio(uuidA) + "/workload") == ["clock", "dirty_rate_mbps", "fill", "running", "seed", "step", "ticks", "working_set_mib"])
             #expect(realPath(h.vfio(uuidA) + "/sysfs") == h.parent + "/" + uuidA)
             let vfioDev = try listDir(h.device(uuidA) + "/vfio-dev")
@@ -43,7 +43,7 @@ struct VFIOViewTests {
 
             let info = try JSONSerialization.jsonObject(with: Data(try readText(h.vfio(uuidA) + "/info").utf8)) as! [String: Any]
             #expect(info["flags_value"] as? Int == 3)          // VFIO_DEVICE_FLAGS_RESET | VFIO_DEVICE_FLAGS_PCI
-            #expect(info["num_regions"] as? Int == 9)
+            #expect(info["num_regions"] as? Int == 10)               // the 9 PCI regions and kvmgt's OpRegion
             #expect(info["num_irqs"] as? Int == 5)
             // As kvmgt: INTx and MSI, one vector each; GET_IRQ_INFO on MSI-X, ERR and REQ is EINVAL.
             let irqs = info["irqs"] as! [[String: Any]]
@@ -57,6 +57,13 @@ struct VFIOViewTests {
             let config = regions.first { $0["name"] as? String == "CONFIG" }!
             #expect(config["index"] as? Int == 7)
             #expect(config["size"] as? Int == 256)
+            // The IGD OpRegion as kvmgt registers it: vendor type 0x8086 | 1 << 31, subtype 1, read-only.
+            let opregion = regions.first { $0["name"] as? String == "OPREGION" }!
+            #expect(opregion["index"] as? Int == 9 && opregion["size"] as? Int == 8192)
+            #expect(opregion["type"] as? Int == 0x8000_8086 && opregion["subtype"] as? Int == 1 && opregion["flags_value"] as? Int == 1)
+            let signature = try readBytes(h.vfio(uuidA) + "/regions/opregion")
+            #expect(signature.count == 8192 && String(decoding: signature.prefix(16), as: UTF8.self) == "IntelGraphicsMem")
+            #expect(errnoOf { try writeText(h.vfio(uuidA) + "/regions/opregion", "x") } == EINVAL)
             let bar2 = regions.first { $0["name"] as? String == "BAR2" }!
             #expect(bar2["size"] as? Int == 128 << 20)
             var st = stat()
