@@ -79,11 +79,17 @@ public final class Tree: Sendable {
     /// `lookup` and whether the kernel may cache the entry and its attributes
     /// (a directory or link not mirrored from a real directory), under one lock.
     public func lookupEntry(parent: Inode, name: String) throws(FSError) -> (node: Node, cacheable: Bool) {
-        // A mirrored directory's entry is looked at on the real file system
-        // first, without the lock; what was found is applied under it.
-        let probe = contents.withLock { $0.mirroredPath(parent) }.map { MirrorProbe(directory: $0, name: name) }
+        // One lock for the common case. A mirrored directory's entry is looked
+        // at on the real file system without the lock, then applied under it.
+        var mirrored: String?
+        if let found = try contents.withLock({ (c: inout TreeContents) throws(FSError) -> (node: Node, cacheable: Bool)? in
+            if let real = c.mirroredPath(parent) { mirrored = real; return nil }
+            let node = try c.lookup(parent: parent, name: name)
+            return (node, c.isCacheable(node))
+        }) { return found }
+        let probe = MirrorProbe(directory: mirrored!, name: name)
         return try contents.withLock { (c: inout TreeContents) throws(FSError) -> (node: Node, cacheable: Bool) in
-            if let probe { c.apply(probe, in: parent) }
+            c.apply(probe, in: parent)
             let node = try c.lookup(parent: parent, name: name)
             return (node, c.isCacheable(node))
         }
@@ -99,9 +105,14 @@ public final class Tree: Sendable {
 
     /// The entries of a directory, sorted by name.
     public func entries(of ino: Inode) throws(FSError) -> [(name: String, node: Node)] {
-        let listing = contents.withLock { $0.mirroredPath(ino) }.map { MirrorListing(directory: $0) }
+        var mirrored: String?
+        if let found = try contents.withLock({ (c: inout TreeContents) throws(FSError) -> [(name: String, node: Node)]? in
+            if let real = c.mirroredPath(ino) { mirrored = real; return nil }
+            return try c.entries(of: ino)
+        }) { return found }
+        let listing = MirrorListing(directory: mirrored!)
         return try contents.withLock { (c: inout TreeContents) throws(FSError) -> [(name: String, node: Node)] in
-            if let listing { c.apply(listing, in: ino) }
+            c.apply(listing, in: ino)
             return try c.entries(of: ino)
         }
     }
