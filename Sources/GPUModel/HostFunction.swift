@@ -54,12 +54,6 @@ public enum HostFunction {
         return UInt16(stolenMB / 32) << 8 | (ggms & 3) << 6 | 1
     }
 
-    /// GGTT bytes a GMCH control word describes, as gen8_get_total_gtt_size() reads it.
-    public static func ggttBytes(gmchControl: UInt16) -> Int {
-        let ggms = Int(gmchControl >> 6) & 3
-        return ggms == 0 ? 0 : (1 << ggms) << 20
-    }
-
     /// The function's config space with its write masks. `apertureBytes` is a power of two.
     public static func configSpace(ids: IDs, apertureBytes: UInt64, ggttBytes: Int, stolenMB: Int = 64) -> ConfigSpace {
         var b = [UInt8](repeating: 0, count: size)

@@ -113,14 +113,14 @@ enum PCIFunctionFiles {
     /// root as on a real host. Entries a recorded or mirrored tree already has are kept.
     static func addRootBus(_ rootBus: String, dir: Inode, _ c: inout TreeContents) throws(FSError) {
         guard !c.has("uevent", in: dir) else { return }
-        try c.attribute("uevent", in: dir, uevent(""), permissions: 0o644)
+        try c.attribute("uevent", in: dir, SysfsView.uevent(""))
         try c.attribute("waiting_for_supplier", in: dir, .constant("0\n"))
         try addPower(in: dir, &c)
         let name = String(rootBus.dropFirst(3))                   // "0000:00"
         let busDir = try c.directory(name, in: try c.directory("pci_bus", in: dir))
         try c.symlink("device", in: busDir, to: "../../../\(rootBus)")
         try c.symlink("subsystem", in: busDir, to: "../../../../class/pci_bus")
-        try c.attribute("uevent", in: busDir, uevent(""), permissions: 0o644)
+        try c.attribute("uevent", in: busDir, SysfsView.uevent(""))
         let cpus = max(1, ProcessInfo.processInfo.processorCount)
         try c.attribute("cpuaffinity", in: busDir, .constant(cpuMask(cpus) + "\n"))
         try c.attribute("cpulistaffinity", in: busDir, .constant(cpus == 1 ? "0\n" : "0-\(cpus - 1)\n"))
@@ -149,11 +149,6 @@ enum PCIFunctionFiles {
             }))
         }
         if let module { try c.symlink("module", in: driver, to: "../../../../module/\(module)") }
-    }
-
-    /// A `uevent` file: shows its variables, accepts the actions the kernel does.
-    static func uevent(_ text: String) -> Attribute {
-        Attribute(show: { text }, store: { (bytes: [UInt8]) throws(FSError) in try SysfsView.checkUeventAction(bytes) })
     }
 
     /// `power/`: runtime PM of a device the driver keeps on (drivers/base/power/sysfs.c).

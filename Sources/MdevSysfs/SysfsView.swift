@@ -25,8 +25,6 @@ public final class SysfsView: MdevBusObserver, @unchecked Sendable {
     private var busDevices: Inode = 0
     private var driverDir: Inode = 0
     private var iommuGroups: Inode = 0
-    /// Each parent's PCI function config space.
-    private var hostRegisters: [String: HostRegisters] = [:]
 
     public init(bus: MdevBus, tree: Tree = Tree()) throws(FSError) {
         self.bus = bus
@@ -74,12 +72,8 @@ public final class SysfsView: MdevBusObserver, @unchecked Sendable {
                                       subsystemVendor: UInt16(p.subsystemVendor.value), subsystemDevice: UInt16(p.subsystemDevice.value),
                                       revision: UInt8(p.revision.value), classCode: UInt32(p.pciClass.value)),
                 apertureBytes: UInt64(p.apertureMB) << 20, ggttBytes: (p.apertureMB + p.hiddenMB) * 2048))   // 8 bytes a 4 KiB page
-            hostRegisters[parent.name] = registers
             try PCIFunctionFiles.add(parent, in: dir, registers: registers, bus: bus, &c)
-            let uevent = parentUevent(parent)
-            try c.attribute("uevent", in: dir, Attribute(show: { uevent },
-                                                         store: { (bytes: [UInt8]) throws(FSError) in try SysfsView.checkUeventAction(bytes) }),
-                            permissions: 0o644)
+            try c.attribute("uevent", in: dir, SysfsView.uevent(parentUevent(parent)))
             try c.symlink("driver", in: dir, to: "../../../bus/pci/drivers/\(p.driver)")
             try c.symlink("subsystem", in: dir, to: "../../../bus/pci")
             try c.symlink("iommu_group", in: dir, to: "../../../kernel/iommu_groups/\(parent.iommuGroup)")
@@ -160,10 +154,8 @@ public final class SysfsView: MdevBusObserver, @unchecked Sendable {
         try c.symlink("iommu_group", in: dir, to: "../../../../kernel/iommu_groups/\(device.iommuGroup)")
         try c.symlink("driver", in: dir, to: "../../../../bus/mdev/drivers/\(mdevDriver)")
         try c.symlink("subsystem", in: dir, to: "../../../../bus/mdev")
-        try c.attribute("uevent", in: dir, Attribute(
-            // mdev_driver.c adds no variables of its own: DRIVER= alone, as on a real host.
-            show: { [mdevDriver] in "DRIVER=\(mdevDriver)\n" },
-            store: { (bytes: [UInt8]) throws(FSError) in try SysfsView.checkUeventAction(bytes) }))
+        // mdev_driver.c adds no variables of its own: DRIVER= alone, as on a real host.
+        try c.attribute("uevent", in: dir, SysfsView.uevent("DRIVER=\(mdevDriver)\n"))
         let vgpu = try c.directory("intel_vgpu", in: dir)
         try c.attribute("vgpu_id", in: vgpu, .constant("\(device.vgpuID)\n"))
         if device.type.config.aggregation {
@@ -195,6 +187,12 @@ public final class SysfsView: MdevBusObserver, @unchecked Sendable {
             c.removeIfPresent(String(device.iommuGroup), in: iommuGroups)
             if let parentDir = parentDirs[device.parent] { c.removeIfPresent(uuid, in: parentDir) }
         }
+    }
+
+    /// A device's `uevent` file (0644): shows its variables, takes the actions
+    /// the kernel takes.
+    public static func uevent(_ text: String) -> Attribute {
+        Attribute(show: { text }, store: { (bytes: [UInt8]) throws(FSError) in try checkUeventAction(bytes) })
     }
 
     /// `uevent` store: the kernel accepts an action name (optionally followed by

@@ -228,14 +228,7 @@ public final class VFIOView: MdevBusObserver, @unchecked Sendable {
         let name = "vfio\(minor)"
         let node = try c.directory(name, in: vfioDev)
         try c.attribute("dev", in: node, .constant("\(VFIOView.cdevMajor):\(minor)\n"))
-        try c.attribute("uevent", in: node, Attribute(
-            show: { "MAJOR=\(VFIOView.cdevMajor)\nMINOR=\(minor)\nDEVNAME=vfio/devices/\(name)\n" },
-            store: { (bytes: [UInt8]) throws(FSError) in
-                let action = String(decoding: bytes, as: UTF8.self).split(whereSeparator: \.isWhitespace).first.map(String.init) ?? ""
-                guard ["add", "remove", "change", "move", "online", "offline", "bind", "unbind"].contains(action) else {
-                    throw .invalid("uevent takes an action such as change")
-                }
-            }), permissions: 0o644)
+        try c.attribute("uevent", in: node, SysfsView.uevent("MAJOR=\(VFIOView.cdevMajor)\nMINOR=\(minor)\nDEVNAME=vfio/devices/\(name)\n"))
         // As vfio_device_add() registers it: class vfio-dev, parent the mdev.
         let devicePath = SysfsView.devicePath(device, on: parent).dropFirst(4)     // devices/pci0000:00/...
         try c.symlink("subsystem", in: node, to: "../../../../../../class/vfio-dev")
