@@ -1,4 +1,5 @@
 import Foundation
+import FuseBridge
 import Synchronization
 import Testing
 
@@ -26,7 +27,8 @@ struct StressTests {
         }
         let type = dir + "/sys/class/mdev_bus/0000:00:02.0/mdev_supported_types/i915-GVTg_V5_8"
         try #require(waitFor { exists(type + "/create") }, "the daemon did not serve \(dir)")
-        let connection = try #require(FuseConnection(mountedAt: dir))
+        // The connection's number now, while the mount answers: on a hang it is what ends it.
+        let connection = try #require(MountTable.mount(at: dir)?.minor)
 
         let deadline = Date().addingTimeInterval(stressSeconds)
         let tally = Tally()
@@ -82,7 +84,7 @@ struct StressTests {
         // (and this test) return, then fail.
         let hung = finished.wait(timeout: .now() + stressSeconds + 15) == .timedOut
         if hung {
-            connection.abort()
+            MountTable.abortConnection(connection)
             _ = finished.wait(timeout: .now() + 10)
         }
         #expect(!hung, "clients were still blocked on the mount 15 s after the load ended: the daemon deadlocked")
@@ -101,25 +103,6 @@ final class Tally: Sendable {
     let errors = Mutex<[String]>([])
     @Sendable func count(_ what: String) { counts.withLock { $0[what, default: 0] += 1 } }
     @Sendable func unexpected(_ what: String) { errors.withLock { if $0.count < 20 { $0.append(what) } } }
-}
-
-/// The kernel's control files of one FUSE connection (fusectl).
-struct FuseConnection {
-    let directory: String
-
-    init?(mountedAt path: String) {
-        var st = stat()
-        guard stat(path, &st) == 0 else { return nil }
-        let minor = Int((st.st_dev & 0xff) | ((st.st_dev >> 12) & 0xfff00))
-        if !FileManager.default.fileExists(atPath: "/sys/fs/fuse/connections/\(minor)") {
-            _ = mount("fusectl", "/sys/fs/fuse/connections", "fusectl", 0, nil)
-        }
-        directory = "/sys/fs/fuse/connections/\(minor)"
-        guard FileManager.default.fileExists(atPath: directory) else { return nil }
-    }
-
-    /// Fails every outstanding and future request with ECONNABORTED.
-    func abort() { try? writeText(directory + "/abort", "1") }
 }
 
 enum Unmount {
