@@ -16,6 +16,7 @@
 //   Toolkit    record, inspect, verify, diff, replay, migrate, compat: over a device's files only
 //   MdevCore   the mdev bus and the GVT-g-like parent driver: types, pool, create/remove; no files
 //   MdevSysfs  the kernel's sysfs layout of an MdevCore host, as VirtualFS nodes
+//   CSeccomp, VFIOEmulation  the kernel's VFIO uAPI for a process tree under a seccomp user-notification filter; no GPUs
 //   VFIOView   each vGPU's VFIO device (regions, info, reset, digest) under vfio/, as VirtualFS nodes
 //   Simulator  one simulated host: the bus with both views on one tree
 //   FuzzTargets, CFuzzDriver, mdevsim-fuzz  fuzz targets with their invariants; libFuzzer driver (scripts/fuzz.sh)
@@ -61,6 +62,8 @@ let package = Package(
         .target(name: "GPUModel"),
         .target(name: "CCRC32C"),
         .target(name: "CVFIOIoctl"),
+        .target(name: "CSeccomp"),
+        .target(name: "VFIOEmulation", dependencies: ["CSeccomp", "CVFIO", "Migration"]),
         .target(name: "RealDevice", dependencies: ["CVFIOIoctl", "Migration"]),
         .target(name: "StateStream", dependencies: ["CCRC32C"]),
         .target(name: "Migration", dependencies: ["CVFIO", "GPUModel", "StateStream"]),
@@ -70,11 +73,11 @@ let package = Package(
         ),
         .target(
             name: "VFIOView",
-            dependencies: ["CVFIO", "GPUModel", "Migration", "MdevCore", "MdevSysfs", "StateStream", "VirtualFS"]
+            dependencies: ["CVFIO", "GPUModel", "Migration", "MdevCore", "MdevSysfs", "StateStream", "VFIOEmulation", "VirtualFS"]
         ),
         .target(
             name: "Simulator",
-            dependencies: ["Faults", "GPUModel", "MdevCore", "MdevSysfs", "StateStream", "SysfsSnapshot", "VFIOView", "VirtualFS"]
+            dependencies: ["Faults", "GPUModel", "MdevCore", "MdevSysfs", "Migration", "StateStream", "SysfsSnapshot", "VFIOEmulation", "VFIOView", "VirtualFS"]
         ),
         .target(name: "SysfsSnapshot", dependencies: ["VirtualFS"]),
         .target(name: "SafeYAML", dependencies: [.product(name: "Yams", package: "Yams")]),
@@ -83,7 +86,7 @@ let package = Package(
         .executableTarget(
             name: "mdevsim",
             dependencies: [
-                "Faults", "FuseBridge", "MdevCore", "Migration", "RealDevice", "Simulator", "SysfsSnapshot", "Toolkit", "VirtualFS",
+                "Faults", "FuseBridge", "MdevCore", "Migration", "RealDevice", "Simulator", "SysfsSnapshot", "Toolkit", "VFIOEmulation", "VirtualFS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -110,7 +113,7 @@ let package = Package(
         .testTarget(name: "MdevCoreTests", dependencies: ["MdevCore", "MdevSysfs", "VirtualFS"]),
         .testTarget(
             name: "MountTests",
-            dependencies: ["Faults", "FuseBridge", "GPUModel", "MdevCore", "MdevSysfs", "Migration", "RealDevice", "Simulator", "StateStream", "SysfsSnapshot", "VirtualFS"]
+            dependencies: ["Faults", "FuseBridge", "GPUModel", "MdevCore", "MdevSysfs", "Migration", "RealDevice", "Simulator", "StateStream", "SysfsSnapshot", "VFIOEmulation", "VirtualFS"]
         ),
     ]
 )

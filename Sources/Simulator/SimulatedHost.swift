@@ -4,7 +4,10 @@ import MdevCore
 import Glibc
 #endif
 import MdevSysfs
+import Migration
 import StateStream
+import Synchronization
+import VFIOEmulation
 import VFIOView
 import VirtualFS
 
@@ -17,6 +20,7 @@ public final class SimulatedHost: Sendable {
     public let vfio: VFIOView
     public let faults: FaultInjector
     public var tree: Tree { sysfs.tree }
+    private let emulation = Mutex<EmulationServer?>(nil)
 
     /// `onFault` is told of every fault that fires (the daemon logs it).
     public init(config: HostConfig = .builtIn, tree: Tree = Tree(), onFault: @escaping @Sendable (String) -> Void = { _ in }) throws(FSError) {
@@ -46,6 +50,8 @@ public final class SimulatedHost: Sendable {
             let dir = try c.directories(".mdevsim")
             // The serving process, so `mdevsim unmount` can wait for it to end.
             try c.attribute("pid", in: dir, .constant("\(getpid())\n"))
+            // Where `mdevsim exec --vfio` hands its processes to this host's VFIO emulation ("" when not served).
+            try c.attribute("vfio_socket", in: dir, Attribute(show: { [weak self] in self?.emulation.withLock { $0.map { $0.path + "\n" } } ?? "" }))
             try c.attribute("surprise_remove", in: dir, Attribute(store: { (bytes: [UInt8]) throws(FSError) in
                 let words = String(decoding: bytes, as: UTF8.self).split(whereSeparator: \.isWhitespace).map(String.init)
                 guard words.count == 2, ["device", "parent"].contains(words[0]) else {
@@ -58,6 +64,17 @@ public final class SimulatedHost: Sendable {
             }))
         }
     }
+
+    /// Serves the kernel's VFIO uAPI for this host's vGPUs to processes that
+    /// `mdevsim exec --vfio` hands over through the Unix socket at `path`.
+    @discardableResult
+    public func serveVFIO(socket path: String, log: @escaping @Sendable (String) -> Void) throws(MigrationError) -> EmulationServer {
+        let server = try EmulationServer(path: path, backend: vfio, log: log)
+        emulation.withLock { $0?.stop(); $0 = server }
+        return server
+    }
+
+    public func stopVFIO() { emulation.withLock { $0?.stop(); $0 = nil } }
 
     /// Creates a replay device: a vGPU of the blob's type whose save stream is
     /// the blob byte for byte and whose resume accepts only exactly that blob.

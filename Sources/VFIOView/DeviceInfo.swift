@@ -1,6 +1,7 @@
 import CVFIO
 import Foundation
 import GPUModel
+import Migration
 
 /// What VFIO_DEVICE_GET_INFO, GET_REGION_INFO and GET_IRQ_INFO would report
 /// for a vGPU, as JSON for `vfio/<uuid>/info`. Values come from <linux/vfio.h>.
@@ -14,7 +15,10 @@ struct DeviceInfo: Encodable {
         let file: String?
         var type: UInt32? = nil
         var subtype: UInt32? = nil
-        enum CodingKeys: String, CodingKey { case index, name, size, flags, flagsValue = "flags_value", file, type, subtype }
+        /// VFIO_REGION_INFO_CAP_SPARSE_MMAP: the parts of the region that can be mapped.
+        var sparseMmap: [SparseArea]? = nil
+        struct SparseArea: Encodable { let offset: Int; let size: Int }
+        enum CodingKeys: String, CodingKey { case index, name, size, flags, flagsValue = "flags_value", file, type, subtype, sparseMmap = "sparse_mmap" }
     }
     struct IRQ: Encodable {
         let index: Int
@@ -60,9 +64,12 @@ struct DeviceInfo: Encodable {
         ]
         if let migrationRegion {
             // A device-specific region with the v1 migration type/subtype capability.
-            regions.append(Region(index: Int(VFIO_PCI_NUM_REGIONS), name: "MIGRATION", size: migrationRegion, flags: names(rw),
-                                  flagsValue: rw, file: "regions/migration", type: UInt32(VFIO_REGION_TYPE_MIGRATION_DEPRECATED),
-                                  subtype: UInt32(VFIO_REGION_SUBTYPE_MIGRATION_DEPRECATED)))
+            // Its data section can be mapped (so a VMM moves the data without a trap per 8 bytes);
+            // the header above it is trapped.
+            regions.append(Region(index: Int(VFIO_PCI_NUM_REGIONS), name: "MIGRATION", size: migrationRegion, flags: names(mmap),
+                                  flagsValue: mmap, file: "regions/migration", type: UInt32(VFIO_REGION_TYPE_MIGRATION_DEPRECATED),
+                                  subtype: UInt32(VFIO_REGION_SUBTYPE_MIGRATION_DEPRECATED),
+                                  sparseMmap: [Region.SparseArea(offset: V1Region.dataOffset, size: migrationRegion - V1Region.dataOffset)]))
         }
         // kvmgt's device-specific regions: the IGD OpRegion (read-only).
         regions.append(Region(index: Int(VFIO_PCI_NUM_REGIONS) + (migrationRegion == nil ? 0 : 1), name: "OPREGION", size: OpRegion.size,

@@ -52,70 +52,75 @@ final class OpenRegion: OpenFile {
 
     func read(offset: Int, size: Int, reply: (UnsafeRawBufferPointer) -> Void) throws(FSError) {
         try node.checkAlive()
-        do throws(AccessError) {
-            switch region.kind {
-            case .config:
-                // End of region reads as end of file (so `cat` works); a start past it is EINVAL.
-                if offset == region.size { return reply(UnsafeRawBufferPointer(start: nil, count: 0)) }
-                guard offset < region.size else {
-                    throw .invalid("offset \(offset) is beyond the \(region.size)-byte config region")
-                }
-                try region.device.readConfig(offset: offset, count: min(size, region.size - offset)).withUnsafeBytes(reply)
-            case .bar0:
-                if size > 0, size <= 8, size & (size - 1) == 0, offset % size == 0 {
-                    var value = try region.device.readBAR0(offset: offset, size: size).littleEndian
-                    return withUnsafeBytes(of: &value) { reply(UnsafeRawBufferPointer(rebasing: $0.prefix(size))) }
-                }
-                // As kvmgt's intel_vgpu_rw: aligned 8-, 4-, 2- and 1-byte pieces, in order.
-                guard offset >= 0, offset < region.size else { throw .invalid("offset \(offset) is beyond BAR0") }
-                var out = [UInt8]()
-                out.reserveCapacity(min(size, region.size - offset))
-                try RegionFile.pieces(offset: offset, count: min(size, region.size - offset)) { (o: Int, n: Int) throws(AccessError) in
-                    let v = try region.device.readBAR0(offset: o, size: n)
-                    for k in 0..<n { out.append(UInt8(truncatingIfNeeded: v >> (UInt64(k) * 8))) }
-                }
-                out.withUnsafeBytes(reply)
-            case .migration(let v1):
-                do throws(MigrationError) { try v1.read(offset: offset, size: size).withUnsafeBytes(reply) } catch {
-                    throw .init(errno: error.errno, message: error.message)
-                }
-            case .opregion(let bytes):
-                guard offset >= 0, offset <= bytes.count else { throw .invalid("offset \(offset) is beyond the \(bytes.count)-byte OpRegion") }
-                bytes[offset..<min(bytes.count, offset + size)].withUnsafeBytes(reply)
-            }
-        } catch {
-            throw FSError(error.errno, error.message)
-        }
+        do throws(AccessError) { try region.read(offset: offset, size: size, reply: reply) } catch { throw FSError(error.errno, error.message) }
     }
 
     func write(offset: Int, data: UnsafeRawBufferPointer) throws(FSError) -> Int {
         try node.checkAlive()
-        do throws(AccessError) {
-            switch region.kind {
-            case .config:
-                try region.device.writeConfig(offset: offset, bytes: Array(data))
-            case .bar0:
-                guard offset >= 0, offset + data.count <= region.size else { throw .invalid("\(data.count) bytes at \(offset) are beyond BAR0") }
-                try RegionFile.pieces(offset: offset, count: data.count) { (o: Int, n: Int) throws(AccessError) in
-                    var value: UInt64 = 0
-                    for k in 0..<n { value |= UInt64(data[o - offset + k]) << (UInt64(k) * 8) }
-                    try region.device.writeBAR0(offset: o, size: n, value: value)
-                }
-            case .migration(let v1):
-                do throws(MigrationError) { try v1.write(offset: offset, bytes: Array(data)) } catch {
-                    throw .init(errno: error.errno, message: error.message)
-                }
-            case .opregion:
-                // kvmgt's intel_vgpu_reg_rw_opregion refuses every write.
-                throw .invalid("the OpRegion is read-only")
-            }
-            return data.count
-        } catch {
-            throw FSError(error.errno, error.message)
-        }
+        do throws(AccessError) { return try region.write(offset: offset, data: data) } catch { throw FSError(error.errno, error.message) }
     }
 
     func release() { region.opens.decrement() }
+}
+
+extension RegionFile {
+    /// The region's read, as the file and the VFIO emulation both serve it.
+    func read(offset: Int, size: Int, reply: (UnsafeRawBufferPointer) -> Void) throws(AccessError) {
+        let region = self
+        switch region.kind {
+        case .config:
+            // End of region reads as end of file (so `cat` works); a start past it is EINVAL.
+            if offset == region.size { return reply(UnsafeRawBufferPointer(start: nil, count: 0)) }
+            guard offset < region.size else {
+                throw .invalid("offset \(offset) is beyond the \(region.size)-byte config region")
+            }
+            try region.device.readConfig(offset: offset, count: min(size, region.size - offset)).withUnsafeBytes(reply)
+        case .bar0:
+            if size > 0, size <= 8, size & (size - 1) == 0, offset % size == 0 {
+                var value = try region.device.readBAR0(offset: offset, size: size).littleEndian
+                return withUnsafeBytes(of: &value) { reply(UnsafeRawBufferPointer(rebasing: $0.prefix(size))) }
+            }
+            // As kvmgt's intel_vgpu_rw: aligned 8-, 4-, 2- and 1-byte pieces, in order.
+            guard offset >= 0, offset < region.size else { throw .invalid("offset \(offset) is beyond BAR0") }
+            var out = [UInt8]()
+            out.reserveCapacity(min(size, region.size - offset))
+            try RegionFile.pieces(offset: offset, count: min(size, region.size - offset)) { (o: Int, n: Int) throws(AccessError) in
+                let v = try region.device.readBAR0(offset: o, size: n)
+                for k in 0..<n { out.append(UInt8(truncatingIfNeeded: v >> (UInt64(k) * 8))) }
+            }
+            out.withUnsafeBytes(reply)
+        case .migration(let v1):
+            do throws(MigrationError) { try v1.read(offset: offset, size: size).withUnsafeBytes(reply) } catch {
+                throw .init(errno: error.errno, message: error.message)
+            }
+        case .opregion(let bytes):
+            guard offset >= 0, offset <= bytes.count else { throw .invalid("offset \(offset) is beyond the \(bytes.count)-byte OpRegion") }
+            bytes[offset..<min(bytes.count, offset + size)].withUnsafeBytes(reply)
+        }
+    }
+
+    func write(offset: Int, data: UnsafeRawBufferPointer) throws(AccessError) -> Int {
+        let region = self
+        switch region.kind {
+        case .config:
+            try region.device.writeConfig(offset: offset, bytes: Array(data))
+        case .bar0:
+            guard offset >= 0, offset + data.count <= region.size else { throw .invalid("\(data.count) bytes at \(offset) are beyond BAR0") }
+            try RegionFile.pieces(offset: offset, count: data.count) { (o: Int, n: Int) throws(AccessError) in
+                var value: UInt64 = 0
+                for k in 0..<n { value |= UInt64(data[o - offset + k]) << (UInt64(k) * 8) }
+                try region.device.writeBAR0(offset: o, size: n, value: value)
+            }
+        case .migration(let v1):
+            do throws(MigrationError) { try v1.write(offset: offset, bytes: Array(data)) } catch {
+                throw .init(errno: error.errno, message: error.message)
+            }
+        case .opregion:
+            // kvmgt's intel_vgpu_reg_rw_opregion refuses every write.
+            throw .invalid("the OpRegion is read-only")
+        }
+        return data.count
+    }
 }
 
 /// The IGD OpRegion GVT-g gives each vGPU (intel_vgpu_init_opregion): 8 KiB,

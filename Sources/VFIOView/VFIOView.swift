@@ -31,6 +31,8 @@ public final class VFIOView: MdevBusObserver, @unchecked Sendable {
     }
 
     private let devices = Mutex<[String: Entry]>([:])
+    /// What the VFIO emulation offers of each device (`VFIOBackend`).
+    let emulated = Mutex<[String: EmulatedVGPU]>([:])
     /// Where the tree is mounted (absolute), once known: see `mounted(at:)`.
     private let mountPoint = Mutex<String?>(nil)
     /// vfio cdev minors in use: the kernel's vfio.device_ida, lowest free from 0.
@@ -199,15 +201,20 @@ public final class VFIOView: MdevBusObserver, @unchecked Sendable {
         let dir = try c.directory(uuid, in: vfioRoot)
         let (bar0Size, aperture) = gpu.withHardware { ($0.bar0Size, $0.apertureSize) }
         let v1 = device.type.config.migrationProtocol == "v1"
-        try c.attribute("info", in: dir, .constant(DeviceInfo(uuid: uuid, bar0Size: bar0Size, apertureSize: aperture,
-                                                              migrationRegion: v1 ? V1Region.size : nil).json))
+        let info = DeviceInfo(uuid: uuid, bar0Size: bar0Size, apertureSize: aperture, migrationRegion: v1 ? V1Region.size : nil)
+        try c.attribute("info", in: dir, .constant(info.json))
         let regions = try c.directory("regions", in: dir)
-        if v1 {
-            try c.file("migration", in: regions, RegionFile(kind: .migration(V1Region(device: mig)), device: gpu, size: V1Region.size, opens: entry.opens), permissions: 0o600)
+        // One RegionFile per region, shared by the files and the VFIO emulation.
+        var files: [Int: RegionFile] = [:]
+        func region(_ name: String, _ kind: RegionFile.Kind, size: Int, mode: UInt32) throws(FSError) {
+            let file = RegionFile(kind: kind, device: gpu, size: size, opens: entry.opens)
+            try c.file(name, in: regions, file, permissions: mode)
+            if let index = info.regions.first(where: { $0.file == "regions/" + name })?.index { files[index] = file }
         }
-        try c.file("config", in: regions, RegionFile(kind: .config, device: gpu, size: ConfigSpace.size, opens: entry.opens), permissions: 0o600)
-        try c.file("bar0", in: regions, RegionFile(kind: .bar0, device: gpu, size: bar0Size, opens: entry.opens), permissions: 0o600)
-        try c.file("opregion", in: regions, RegionFile(kind: .opregion(OpRegion.bytes), device: gpu, size: OpRegion.size, opens: entry.opens), permissions: 0o400)
+        if v1 { try region("migration", .migration(V1Region(device: mig)), size: V1Region.size, mode: 0o600) }
+        try region("config", .config, size: ConfigSpace.size, mode: 0o600)
+        try region("bar0", .bar0, size: bar0Size, mode: 0o600)
+        try region("opregion", .opregion(OpRegion.bytes), size: OpRegion.size, mode: 0o400)
         try c.attribute("reset", in: dir, Attribute(store: { (bytes: [UInt8]) throws(FSError) in
             guard let value = KernelParsing.kstrtoul(bytes) else { throw .invalid("write 1 to reset the device") }
             if value != 0 { mig.reset() }
@@ -226,6 +233,8 @@ public final class VFIOView: MdevBusObserver, @unchecked Sendable {
             return n
         }
         let name = "vfio\(minor)"
+        let emulation = EmulatedVGPU(name: uuid, iommuGroup: device.iommuGroup, cdevMinor: minor, info: info, files: files, device: mig, v1: v1)
+        emulated.withLock { $0[uuid] = emulation }
         let node = try c.directory(name, in: vfioDev)
         try c.attribute("dev", in: node, .constant("\(VFIOView.cdevMajor):\(minor)\n"))
         try c.attribute("uevent", in: node, SysfsView.uevent("MAJOR=\(VFIOView.cdevMajor)\nMINOR=\(minor)\nDEVNAME=vfio/devices/\(name)\n"))
@@ -247,6 +256,7 @@ public final class VFIOView: MdevBusObserver, @unchecked Sendable {
     }
 
     private func removeNodes(_ device: MdevDevice, _ parent: MdevParent) {
+        emulated.withLock { _ = $0.removeValue(forKey: device.uuid) }
         tree.update { (c: inout TreeContents) in
             c.removeIfPresent(device.uuid, in: vfioRoot)
             if let minor = minors.withLock({ $0.removeValue(forKey: device.uuid) }), let vfioClass = try? c.resolve("sys/class/vfio-dev") {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import VFIOEmulation
 
 struct Exec: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -18,6 +19,16 @@ struct Exec: ParsableCommand {
           mdevsim exec /tmp/mdev -- mdevctl types
           mdevsim exec /tmp/mdev -- mdevctl start -p 0000:00:02.0 -t i915-GVTg_V5_4
           mdevsim exec /tmp/mdev -- mdevctl list
+
+        With --vfio the command also gets the kernel's VFIO interfaces for every
+        simulated vGPU, with no kernel module: /dev/vfio/vfio (a type1 container),
+        /dev/vfio/<group> (the group in the vGPU's iommu_group link) and
+        /dev/vfio/devices/vfio<N> (its vfio-dev node), emulated by the mount's daemon
+        through a seccomp user-notification filter on the command and its children.
+        Emulated fds are numbered 900-999. An unmodified QEMU can then attach a vGPU:
+
+          mdevsim exec /tmp/mdev --vfio -- qemu-system-x86_64 -M q35 -nodefaults \\
+              -display none -device vfio-pci,sysfsdev=/sys/bus/mdev/devices/UUID
         """
     )
 
@@ -26,6 +37,9 @@ struct Exec: ParsableCommand {
 
     @Option(name: .long, help: "Directory bound over /etc/mdevctl.d (default: a private per-mount directory under /run/mdevsim/exec). It must be yours and writable by no one else.")
     var mdevctlDir: String?
+
+    @Flag(name: .long, help: "Emulate /dev/vfio for the command (VFIO container, groups and device fds of the simulated vGPUs).")
+    var vfio = false
 
     @Argument(parsing: .postTerminator, help: "The command and its arguments, after --.")
     var command: [String] = []
@@ -41,6 +55,14 @@ struct Exec: ParsableCommand {
         let sys = root + "/sys"
         guard FileManager.default.fileExists(atPath: sys + "/class/mdev_bus") else {
             throw CLIError("\(root) is not an mdevsim mount (\(sys)/class/mdev_bus is missing); start one with: mdevsim mount \(root)")
+        }
+        var vfioSocket: String?
+        if vfio {
+            let text = (try? String(contentsOfFile: root + "/.mdevsim/vfio_socket", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+            guard !text.isEmpty else {
+                throw CLIError("\(root)/.mdevsim/vfio_socket is empty: the mount's daemon offers no VFIO emulation (was it started with --no-vfio-emulation, or is it older?)")
+            }
+            vfioSocket = text
         }
         let etc: String
         if let mdevctlDir {
@@ -68,6 +90,10 @@ struct Exec: ParsableCommand {
         // libudev believes only a sysfs /sys; the simulated one is FUSE (see libvirt-nodedev.md).
         setenv("SYSTEMD_DEVICE_VERIFY_SYSFS", "0", 1)
         var argv: [UnsafeMutablePointer<CChar>?] = command.map { strdup($0) }
+        if let vfioSocket {
+            // Last: from here on this process (and the command it becomes) is under the filter.
+            do { try EmulationClient.attach(socket: vfioSocket) } catch { throw CLIError("--vfio: \(error.message)") }
+        }
         argv.append(nil)
         execvp(command[0], &argv)
         let err = errno

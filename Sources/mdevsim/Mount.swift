@@ -95,6 +95,15 @@ struct Mount: ParsableCommand {
         }
     }
 
+    @Option(name: .long, help: ArgumentHelp(
+        "Unix socket where `mdevsim exec --vfio` hands processes to this mount's VFIO emulation.",
+        discussion: "Default: /run/mdevsim/vfio-<pid>.sock (MDEVSIM_STATE_DIR instead of /run/mdevsim). The path is shown in DIR/.mdevsim/vfio_socket.",
+        valueName: "PATH"))
+    var vfioSocket: String?
+
+    @Flag(name: .customLong("no-vfio-emulation"), help: "Do not offer VFIO emulation (DIR/.mdevsim/vfio_socket stays empty).")
+    var noVFIOEmulation = false
+
     func run() throws {
         if let existing = MountTable.mount(at: directory), existing.fstype == "fuse.mdevsim" {
             throw CLIError("\(directory) is already an mdevsim mount; unmount it first (mdevsim unmount \(directory)) or choose another directory")
@@ -179,6 +188,18 @@ struct Mount: ParsableCommand {
             throw CLIError("\(error)")
         }
         session.installSignalHandlers()
+        if !noVFIOEmulation {
+            let socket: String
+            if let vfioSocket { socket = vfioSocket } else {
+                try PrivateDirectory.make(Exec.stateBase)
+                socket = Exec.stateBase + "/vfio-\(getpid()).sock"
+            }
+            let vfioLogger = logger
+            do {
+                try simulated.serveVFIO(socket: socket, log: { vfioLogger.info("\($0)") })
+            } catch { throw CLIError("--vfio-socket \(socket): \(error.message)") }
+            logger.info("VFIO emulation for `mdevsim exec --vfio` at \(socket)")
+        }
         let all = simulated.bus.parents
         let parents = all.count <= 4
             ? all.map { "\($0.name) (\($0.types.count) types)" }.joined(separator: ", ")

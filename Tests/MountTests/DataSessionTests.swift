@@ -47,7 +47,9 @@ struct DataSessionTests {
             #expect(read(first, &head, 1000) == 1000)
             #expect(errnoOf { _ = try openFile(m + "/data", O_RDONLY) } == EBUSY)
             close(first)
-            let second = try openFile(m + "/data", O_RDONLY)
+            // FUSE sends RELEASE after close(2) returns: under load it can arrive a little later.
+            var second: Int32 = -1
+            #expect(waitFor({ second = (try? openFile(m + "/data", O_RDONLY)) ?? -1; return second >= 0 }, seconds: 5))
             defer { close(second) }
             var rest: [UInt8] = []
             #expect(try readData(second, into: &rest) == true)

@@ -13,6 +13,7 @@ struct PrerequisiteTests {
         ("/usr/bin/lspci and /usr/bin/setpci (apt-get install pciutils)",
          FileManager.default.isExecutableFile(atPath: "/usr/bin/lspci") && FileManager.default.isExecutableFile(atPath: "/usr/bin/setpci")),
         ("/usr/bin/udevadm (apt-get install udev)", FileManager.default.isExecutableFile(atPath: "/usr/bin/udevadm")),
+        ("\(qemuBinary) (apt-get install qemu-system-x86)", haveQEMU),
     ]
 
     @Test("CI has every prerequisite", .enabled(if: isCI, "outside CI (CI=true) a suite whose prerequisite is missing is skipped instead"))

@@ -1,0 +1,79 @@
+import CVFIO
+import Foundation
+import GPUModel
+import Migration
+import Synchronization
+import VFIOEmulation
+
+/// A vGPU as the VFIO emulation sees it: the same regions, migration and
+/// reset the `vfio/<uuid>/` files serve, so a VMM's accesses and the files'
+/// reach one device.
+final class EmulatedVGPU: EmulatedVFIODevice {
+    let name: String
+    let iommuGroup: Int
+    let cdevMinor: Int
+    let info: DeviceInfo
+    let files: [Int: RegionFile]
+    let device: MigrationDevice
+    let v1: Bool
+    private let sink = Mutex<(any InterruptSink)?>(nil)
+
+    init(name: String, iommuGroup: Int, cdevMinor: Int, info: DeviceInfo, files: [Int: RegionFile], device: MigrationDevice, v1: Bool) {
+        self.name = name
+        self.iommuGroup = iommuGroup
+        self.cdevMinor = cdevMinor
+        self.info = info
+        self.files = files
+        self.device = device
+        self.v1 = v1
+    }
+
+    var flags: UInt32 { info.flagsValue }
+    var numRegions: Int { info.numRegions }
+    var numIRQs: Int { info.numIRQs }
+
+    func region(_ index: Int) -> VFIORegion? {
+        guard index >= 0, index < numRegions else { return nil }
+        // kvmgt reports the BARs, ROM and VGA regions it does not implement with size 0 and no flags.
+        guard let r = info.regions.first(where: { $0.index == index }) else { return VFIORegion(index: index, size: 0, flags: 0, trapped: false) }
+        return VFIORegion(index: r.index, size: r.size, flags: r.flagsValue, type: r.type.map { ($0, r.subtype ?? 0) },
+                          sparse: (r.sparseMmap ?? []).map { .init(offset: $0.offset, size: $0.size) }, trapped: files[index] != nil)
+    }
+
+    func irq(_ index: Int) -> VFIOIRQ? {
+        info.irqs.first { $0.index == index }.map { VFIOIRQ(index: $0.index, count: $0.count, flags: $0.flagsValue) }
+    }
+
+    func read(region: Int, offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws(MigrationError) -> Int {
+        guard let file = files[region] else { throw MigrationError(EINVAL, "region \(region) is not trapped") }
+        var got = 0
+        do throws(AccessError) {
+            try file.read(offset: offset, size: buffer.count) { bytes in
+                got = min(bytes.count, buffer.count)
+                buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes.prefix(got)))
+            }
+        } catch { throw MigrationError(error.errno, error.message) }
+        return got
+    }
+
+    func write(region: Int, offset: Int, _ bytes: UnsafeRawBufferPointer) throws(MigrationError) -> Int {
+        guard let file = files[region] else { throw MigrationError(EINVAL, "region \(region) is not trapped") }
+        do throws(AccessError) { return try file.write(offset: offset, data: bytes) } catch { throw MigrationError(error.errno, error.message) }
+    }
+
+    func reset() throws(MigrationError) { device.reset() }
+
+    var migration: (any MigrationEndpoint)? { v1 ? nil : device }
+
+    func setInterruptSink(_ sink: (any InterruptSink)?) { self.sink.withLock { $0 = sink } }
+}
+
+extension VFIOView: VFIOBackend {
+    public func devices(inGroup group: Int) -> [any EmulatedVFIODevice] {
+        emulated.withLock { Array($0.values.filter { $0.iommuGroup == group }) }
+    }
+
+    public func device(cdevMinor: Int) -> (any EmulatedVFIODevice)? {
+        emulated.withLock { $0.values.first { $0.cdevMinor == cdevMinor } }
+    }
+}
