@@ -58,6 +58,11 @@ public final class MigrationDevice: Sendable {
         var parser = StreamParser()
         var loader: ImageLoader
         var failure: String?
+        /// The commit checks ran when the stream's end arrived (with the fault they drew), so a
+        /// VMM learns of a refusal from the write that completed the stream, not after it has
+        /// declared the migration done.
+        var endChecked = false
+        var injected: MigrationFaultAction?
     }
 
     struct Core {
@@ -187,7 +192,7 @@ public final class MigrationDevice: Sendable {
         if problem == nil {
             do throws(StreamError) { try session.parser.finish() } catch { problem = "stream incomplete \(error)" }
         }
-        if problem == nil, !(session.loader.sawConfig && session.loader.sawWorkload) {
+        if problem == nil, !session.endChecked, !(session.loader.sawConfig && session.loader.sawWorkload) {
             problem = "stream has no config or workload record; it is not a complete device image"
         }
         if let problem {
@@ -200,7 +205,7 @@ public final class MigrationDevice: Sendable {
             }
             throw fail(&c, EINVAL, message)
         }
-        let injected = faultHook?.fault(device: gpu.uuid, .resumeCommit)
+        let injected = session.endChecked ? session.injected : faultHook?.fault(device: gpu.uuid, .resumeCommit)
         if injected == .rejectResume {
             throw fail(&c, EINVAL, "injected fault: resume refused a sound stream; the device keeps its state")
         }
@@ -392,7 +397,19 @@ public final class MigrationDevice: Sendable {
                         s.failure = "at byte \(offset): \(error.message)"
                         throw fail(&c, EINVAL, "resume refused " + s.failure!)
                     }
-                case .skipped, .end:
+                case .end:
+                    // The image is whole: refuse it now if it will be refused at STOP.
+                    if !(s.loader.sawConfig && s.loader.sawWorkload) {
+                        s.failure = "stream has no config or workload record; it is not a complete device image"
+                        throw fail(&c, EINVAL, "resume refused, the device keeps its state: " + s.failure!)
+                    }
+                    s.injected = faultHook?.fault(device: gpu.uuid, .resumeCommit)
+                    s.endChecked = true
+                    if s.injected == .rejectResume {
+                        s.failure = "injected fault: resume refused a sound stream"
+                        throw fail(&c, EINVAL, "injected fault: resume refused a sound stream; the device keeps its state")
+                    }
+                case .skipped:
                     break
                 }
             }

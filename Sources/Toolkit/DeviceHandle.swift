@@ -146,9 +146,12 @@ public enum FileIO {
 public final class DataStream {
     let fd: Int32
     public let path: String
+    /// The device's folder (for its migration/error when a write is refused).
+    let device: String
 
     public init(_ device: DeviceHandle, write: Bool) throws {
         path = device.path + "/migration/data"
+        self.device = device.path
         fd = open(path, write ? O_WRONLY : O_RDONLY)
         guard fd >= 0 else { throw ToolError("cannot open \(path): \(String(cString: strerror(errno)))") }
     }
@@ -170,7 +173,12 @@ public final class DataStream {
         var at = 0
         while at < bytes.count {
             let n = Glibc.write(fd, bytes.baseAddress! + at, bytes.count - at)
-            if n <= 0 { throw ToolError("writing \(path) failed: \(String(cString: strerror(errno)))") }
+            if n <= 0 {
+                let why = String(cString: strerror(errno))
+                // The device says why it refused (the stream's end is checked at its last write).
+                let reason = (try? String(contentsOfFile: device + "/migration/error", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+                throw ToolError("writing \(path) failed: \(why)" + (reason.isEmpty ? "" : ": \(reason)"))
+            }
             at += n
         }
     }

@@ -183,11 +183,17 @@ extension Supervisor {
         if n == 0 { return .value(0) }
         guard r.trapped else { return .proceed }     // plain memory: the kernel reads the memfd itself
         stats[write ? "region write" : "region read", default: 0] += 1
-        let v1Sync = r.type.map { $0.type == UInt32(VFIO_REGION_TYPE_MIGRATION_DEPRECATED) && $0.subtype == UInt32(VFIO_REGION_SUBTYPE_MIGRATION_DEPRECATED) } == true
-            && !r.sparse.isEmpty && at == 0x18 && n == 8
+        let v1 = r.type.map { $0.type == UInt32(VFIO_REGION_TYPE_MIGRATION_DEPRECATED) && $0.subtype == UInt32(VFIO_REGION_SUBTYPE_MIGRATION_DEPRECATED) } == true
+            && !r.sparse.isEmpty
+        let v1Sync = v1 && at == 0x18 && n == 8
         if write {
             let bytes = try mem.read(buffer, n)
-            if v1Sync {
+            // A VMM that did not map the data section writes it here: then the section's bytes
+            // are already the device's, and the memfd's must not overwrite them.
+            if v1 && at >= r.sparse[0].offset { d.sectionWritten = true }
+            if v1Sync, d.sectionWritten {
+                d.sectionWritten = false
+            } else if v1Sync {
                 // Resuming: the VMM filled the mapped data section; hand it to the device before data_size.
                 let size = Int(Bytes(bytes).u64(0))
                 let area = r.sparse[0]

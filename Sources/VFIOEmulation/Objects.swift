@@ -67,6 +67,8 @@ final class DeviceHandle: InterruptSink, @unchecked Sendable {
     let device: any EmulatedVFIODevice
     /// The same memfd the process maps: untrapped regions and sparse areas live here.
     let memfd: Int32
+    /// The v1 data section was written with pwrite since the last data_size (not through the mapping).
+    var sectionWritten = false
 
     struct Trigger { var eventfd: Int32 = -1; var masked = false }
     /// (index, vector) → the eventfd taken from the VMM with pidfd_getfd.

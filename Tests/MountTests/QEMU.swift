@@ -117,3 +117,38 @@ func withVFIOEmulation<R>(_ h: MountedHost, _ body: () throws -> R) throws -> R 
     try h.host.serveVFIO(socket: dir + "/vfio.sock", log: { _ in })
     return try body()
 }
+
+/// A TCP port on 127.0.0.1 nothing listens on now (for `-incoming`).
+func freePort() -> Int {
+    let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(s) }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(s, $0, &len) } }
+    return Int(UInt16(bigEndian: addr.sin_port))
+}
+
+extension QEMU {
+    /// Migrates to `uri` and waits for the end: the final query-migrate.
+    func migrate(to uri: String, timeout: Double = 60) throws -> [String: Any] {
+        try command("migrate", ["uri": uri])
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            let r = try command("query-migrate") as? [String: Any] ?? [:]
+            if let status = r["status"] as? String, ["completed", "failed", "cancelled"].contains(status) { return r }
+            usleep(100_000)
+        }
+        throw QEMUError("migration to \(uri) did not end in \(timeout) s")
+    }
+
+    /// The return path: the source waits for the destination's verdict, so a destination that
+    /// fails to load fails the migration and the source runs on.
+    func returnPath() throws {
+        try command("migrate-set-capabilities", ["capabilities": [["capability": "return-path", "state": true]]])
+    }
+
+    var status: String { ((try? command("query-status")) as? [String: Any])?["status"] as? String ?? "?" }
+}

@@ -71,4 +71,87 @@ struct QEMUTests {
             }
         }
     }
+
+    /// The built-in host with every type on the v1 migration protocol (QEMU 7.2 speaks only v1), on the stepped clock
+    /// so two devices' states can be compared byte for byte.
+    static var v1Host: HostConfig {
+        var parent = ParentConfig(address: "0000:00:02.0")
+        parent.types = parent.types.map { var t = $0; t.migrationProtocol = "v1"; return t }
+        return HostConfig(parents: [parent]).withClock("stepped")
+    }
+
+    static let planePos = 0x7018c
+
+    func bar0(_ h: MountedHost, _ uuid: String, write value: UInt32? = nil) throws -> UInt32 {
+        let fd = try openFile(h.vfio(uuid) + "/regions/bar0")
+        defer { close(fd) }
+        var v = value ?? 0
+        if value != nil { #expect(pwrite(fd, &v, 4, off_t(Self.planePos)) == 4) }
+        #expect(pread(fd, &v, 4, off_t(Self.planePos)) == 4)
+        return v
+    }
+
+    func gpu(_ uuid: String, incoming port: Int? = nil) -> [String] {
+        ["-device", "vfio-pci,sysfsdev=/sys/bus/mdev/devices/\(uuid),x-enable-migration=on,id=gpu"] + (port.map { ["-incoming", "tcp:127.0.0.1:\($0)"] } ?? [])
+    }
+
+    @Test("QEMU's own v1 migration moves a running vGPU to a second QEMU: completed, downtime reported, the same device state")
+    func liveMigration() throws {
+        try withMountedHost(Self.v1Host) { h in
+            try withVFIOEmulation(h) {
+                try writeText(h.typeDir("i915-GVTg_V5_4") + "/create", uuidA)
+                try writeText(h.typeDir("i915-GVTg_V5_4") + "/create", uuidB)
+                let port = freePort()
+                let src = try QEMU(root: h.root, arguments: gpu(uuidA), paused: false)
+                defer { src.stop() }
+                let dst = try QEMU(root: h.root, arguments: gpu(uuidB, incoming: port), paused: false)
+                defer { dst.stop() }
+                try src.returnPath()
+                try dst.returnPath()
+                // After QEMU's realize and system reset (VFIO_DEVICE_RESET), as a guest would.
+                try writeText(h.vfio(uuidA) + "/workload/step", "50")
+                #expect(try bar0(h, uuidA, write: 0x0064_0032) == 0x0064_0032)
+                let r = try src.migrate(to: "tcp:127.0.0.1:\(port)")
+                #expect(r["status"] as? String == "completed", "\(r)\n\(src.output)\n\(dst.output)")
+                let downtime = r["downtime"] as? Int
+                #expect(downtime != nil)
+                print("QEMU migration of a V5_4 (v1): total \(r["total-time"] ?? "?") ms, downtime \(downtime ?? -1) ms")
+                #expect(waitFor({ dst.status == "running" }, seconds: 10))
+                #expect(try bar0(h, uuidB) == 0x0064_0032)
+                #expect(try readText(h.vfio(uuidA) + "/workload/ticks") == "50\n")
+                #expect(try readText(h.vfio(uuidB) + "/workload/ticks") == "50\n")
+                // QEMU restores config space after loading the device (vfio_pci_load_config): the
+                // command register and BARs it writes are the source's, so nothing differs.
+                #expect(try readText(h.vfio(uuidA) + "/state_digest") == (try readText(h.vfio(uuidB) + "/state_digest")))
+                #expect(try readText(h.vfio(uuidB) + "/migration/error").isEmpty)
+            }
+        }
+    }
+
+    @Test("a destination that refuses the resume fails QEMU's migration, and the source guest keeps running")
+    func refusedResume() throws {
+        try withMountedHost(Self.v1Host) { h in
+            try withVFIOEmulation(h) {
+                try writeText(h.typeDir("i915-GVTg_V5_4") + "/create", uuidA)
+                try writeText(h.typeDir("i915-GVTg_V5_4") + "/create", uuidB)
+                try writeText(h.root + "/.mdevsim/faults", "device=\(uuidB) resume=reject once=true")
+                let port = freePort()
+                let src = try QEMU(root: h.root, arguments: gpu(uuidA), paused: false)
+                defer { src.stop() }
+                let dst = try QEMU(root: h.root, arguments: gpu(uuidB, incoming: port), paused: false)
+                defer { dst.stop() }
+                try src.returnPath()
+                try dst.returnPath()
+                let before = try readText(h.vfio(uuidA) + "/state_digest")
+                let r = try src.migrate(to: "tcp:127.0.0.1:\(port)")
+                #expect(r["status"] as? String == "failed", "\(r)")
+                #expect(waitFor({ src.status == "running" }, seconds: 10), "the source must run on after a failed migration")
+                #expect(try readText(h.vfio(uuidA) + "/workload/running") == "1\n")
+                #expect(try readText(h.vfio(uuidA) + "/state_digest") == before)
+                #expect(try readText(h.vfio(uuidB) + "/migration/error").contains("refused"))
+                #expect(dst.output.contains("vfio") || !dst.process.isRunning, "\(dst.output)")
+            }
+        }
+    }
 }
+
