@@ -128,6 +128,14 @@ if want registers; then
         row "$what $mode (cost/op)" "$I_M" "$I_C" "ops/s" "$cost" "cost <= 1.1x" "$(met "$cost" "<=" 1.1)"
         row "  p50 latency" "$I_MP" "$I_CP" "us" "$(ratio "$I_MP" "$I_CP")" "printed" "$(shown "$I_MP")"
     done
+    # A VMM's trapped BAR0 access: the same pread through the emulated VFIO device fd (a
+    # seccomp notification answered by the daemon), against the FUSE pread of regions/bar0.
+    GROUP=$(basename "$(readlink "$MS/sys/bus/mdev/devices/$A/iommu_group")")
+    interleave "emulated VFIO bar0 pread8" "$PIN $BIN exec $MS --vfio -- $OUT/reg_client vfio:$GROUP:$A:0 0x78000 pread8 $SECS" \
+        "$PIN $OUT/reg_client $MS/vfio/$A/regions/bar0 0x78000 pread8 $SECS"
+    cost=$(ratio "$I_C" "$I_M")
+    row "VFIO bar0 pread8 (QEMU's path) vs FUSE bar0" "$I_M" "$I_C" "ops/s" "$cost" "cost <= 2x" "$(met "$cost" "<=" 2)"
+    row "  p50 latency" "$I_MP" "$I_CP" "us" "$(ratio "$I_MP" "$I_CP")" "printed" "$(shown "$I_MP")"
 fi
 
 if want streaming; then

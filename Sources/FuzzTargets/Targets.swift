@@ -31,6 +31,8 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     case faultplan = "fault-plan"
     /// Structure-aware: edits to a sound stream's records, resealed (StreamRecordsTarget).
     case streamRecords = "stream-records"
+    /// Whole QEMU migration files: the section walk of extract (QEMUFileTarget).
+    case qemuFile = "qemu-file"
 
     public func run(_ data: UnsafeRawBufferPointer) {
         switch self {
@@ -41,6 +43,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         case .config: TextTargets.config(data)
         case .faultplan: TextTargets.faultPlan(data)
         case .streamRecords: StreamRecordsTarget.run(data)
+        case .qemuFile: QEMUFileTarget.run(data)
         }
     }
 
@@ -124,6 +127,8 @@ public enum FuzzSeeds {
                     types:
                       - {name: V5_4, low_gm_mb: 128, high_gm_mb: 512, fences: 4, weight: 4, resolution: 1920x1200, instances: 2}
                 """.utf8))]
+        case .qemuFile:
+            return [("q35-vgpu", QEMUFileTarget.seed)]
         case .streamRecords:
             // Edit programs (kind, record, offset, operand): the sound stream itself, a front
             // buffer of 2, a register value wider than its register, a dropped workload record.

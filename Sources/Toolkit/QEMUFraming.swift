@@ -67,8 +67,10 @@ public enum QEMUFraming {
         return out
     }
 
-    /// Raw device data from either form.
-    public static func raw(_ bytes: [UInt8]) throws -> [UInt8] {
-        isFramed(bytes) ? try unwrap(bytes) : bytes
+    /// Raw device data from any form: a raw stream, QEMU's VFIO framing, or a whole QEMU
+    /// migration file (its only VFIO device, or the one at `slot`).
+    public static func raw(_ bytes: [UInt8], slot: String? = nil) throws -> [UInt8] {
+        if QEMUMigrationFile.isMigrationFile(bytes) { return try QEMUMigrationFile(bytes).device(slot).payload }
+        return isFramed(bytes) ? try unwrap(bytes) : bytes
     }
 }

@@ -15,6 +15,6 @@ struct Mdevsim: ParsableCommand {
           mdevsim exec /tmp/mdev -- mdevctl types
           mdevsim unmount /tmp/mdev
         """,
-        subcommands: [Mount.self, Unmount.self, Wait.self, Exec.self, Record.self, Inspect.self, Verify.self, Diff.self, Replay.self, Migrate.self, Compat.self, FSM.self, Fault.self, SnapshotCommand.self, VFIOInfo.self]
+        subcommands: [Mount.self, Unmount.self, Wait.self, Exec.self, Record.self, Inspect.self, Extract.self, Verify.self, Diff.self, Replay.self, Migrate.self, Compat.self, FSM.self, Fault.self, SnapshotCommand.self, VFIOInfo.self]
     )
 }

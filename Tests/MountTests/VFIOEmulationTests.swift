@@ -153,5 +153,39 @@ struct QEMUTests {
             }
         }
     }
+
+    @Test("a QEMU migration file: extract walks its sections to the vGPU, the payload verifies, replay gives the source's state")
+    func migrationFile() throws {
+        try withMountedHost(Self.v1Host) { h in
+            try withVFIOEmulation(h) {
+                try writeText(h.typeDir("i915-GVTg_V5_4") + "/create", uuidA)
+                try writeText(h.typeDir("i915-GVTg_V5_4") + "/create", uuidB)
+                let src = try QEMU(root: h.root, arguments: gpu(uuidA), paused: false)
+                defer { src.stop() }
+                try writeText(h.vfio(uuidA) + "/workload/step", "30")
+                _ = try bar0(h, uuidA, write: 0x0012_0034)
+                let dir = makeTempDirectory("mig")
+                defer { try? FileManager.default.removeItem(atPath: dir) }
+                let r = try src.migrate(to: "exec:cat > \(dir)/vm.mig")
+                #expect(r["status"] as? String == "completed", "\(r)")
+                let json = try run(mdevsimBinary, ["extract", dir + "/vm.mig", "--json"])
+                #expect(json.status == 0, "\(json)")
+                let listing = try JSONSerialization.jsonObject(with: Data(json.out.utf8)) as? [String: Any]
+                let devices = listing?["devices"] as? [[String: Any]] ?? []
+                #expect(devices.count == 1 && devices.first?["slot"] as? String == "0000:00:01.0", "\(json.out.prefix(400))")
+                #expect((listing?["sections"] as? [[String: Any]] ?? []).contains { $0["name"] as? String == "ram" })
+                let ex = try run(mdevsimBinary, ["extract", dir + "/vm.mig", "-o", dir + "/gpu.blob"])
+                #expect(ex.status == 0, "\(ex)")
+                let verify = try run(mdevsimBinary, ["verify", dir + "/gpu.blob"])
+                #expect(verify.status == 0, "\(verify)")
+                let inspect = try run(mdevsimBinary, ["inspect", dir + "/vm.mig"])
+                #expect(inspect.status == 0 && inspect.out.contains("VFIO device 0000:00:01.0") && inspect.out.contains("8086:591d"), "\(inspect)")
+                let replay = try run(mdevsimBinary, ["replay", dir + "/vm.mig", h.vfio(uuidB)])
+                #expect(replay.status == 0, "\(replay)")
+                #expect(replay.out == (try readText(h.vfio(uuidA) + "/state_digest")), "\(replay)")
+                #expect(try bar0(h, uuidB) == 0x0012_0034)
+            }
+        }
+    }
 }
 
