@@ -39,6 +39,10 @@ public struct Hardware: Sendable {
     /// BAR2 (the aperture onto low GM): the low GM size rounded up to a power of two.
     public let apertureSize: Int
     public var config: ConfigSpace
+    /// Interrupts signalled so far (bits newly latched in an IIR); not device state, a count.
+    public internal(set) var interruptsRaised: UInt64 = 0
+    /// Whether the interrupt output is asserted: a latched GT or display interrupt.
+    public var interruptPending: Bool { register("GT_IIR") != 0 || register("DE_PIPE_A_IIR") != 0 }
     public internal(set) var registers: [UInt64]
     /// Sparse GGTT: entry index → PTE (gen8 layout: bit 0 present, bits 12-38 frame).
     public internal(set) var ggtt: [UInt32: UInt64] = [:]

@@ -173,6 +173,8 @@ public final class VGPU: Sendable {
                 let v = hw.config.read(offset: o, size: size)
                 for i in 0..<size { out.append(UInt8((v >> (8 * UInt32(i))) & 0xff)) }
             }
+            // Status bit 3 (Interrupt Status) follows the INTx output; it is not stored state.
+            if offset <= 6, offset + count > 6, hw.interruptPending { out[6 - offset] |= 0x08 }
             return out
         }
     }
@@ -213,6 +215,9 @@ public final class VGPU: Sendable {
     public func writeBAR0(offset: Int, size: Int, value: UInt64) throws(AccessError) {
         try withHardware { (hw: inout Hardware) throws(AccessError) in try hw.writeBAR0(offset: offset, size: size, value: value) }
     }
+
+    /// Interrupts the device has signalled so far (catching the workload up first).
+    public var interruptsRaised: UInt64 { withHardware { $0.interruptsRaised } }
 
     /// Function-level reset: registers and config space to reset values, the
     /// guest driver must load again; GGTT and memory survive, as on an FLR.

@@ -210,6 +210,9 @@ struct Workload {
     /// Latches an interrupt in IIR when it is enabled and not masked.
     private func raise(_ bit: UInt64, iir: String, imr: String, ier: String, _ hw: inout Hardware) {
         guard hw.register(ier) & bit != 0, hw.register(imr) & bit == 0 else { return }
-        hw.set(iir, hw.register(iir) | bit)
+        let old = hw.register(iir)
+        hw.set(iir, old | bit)
+        // A newly latched bit is an interrupt the device signals (an MSI, or INTx asserting).
+        if old & bit == 0 { hw.interruptsRaised &+= 1 }
     }
 }

@@ -80,8 +80,10 @@ public protocol EmulatedVFIODevice: AnyObject, Sendable {
     func reset() throws(MigrationError)
     /// The v2 migration uAPI (VFIO_DEVICE_FEATURE); nil for a device without it.
     var migration: (any MigrationEndpoint)? { get }
-    /// Called when the VMM opens the device (sink set) and closes it (nil).
+    /// Called when the VMM opens the device: its interrupts go to `sink` from now on.
     func setInterruptSink(_ sink: (any InterruptSink)?)
+    /// Called when that open device is closed (ignored if another open replaced it since).
+    func clearInterruptSink(_ sink: any InterruptSink)
 }
 
 /// The devices a VFIO emulation offers, looked up when a process opens them.

@@ -86,8 +86,7 @@ final class DeviceHandle: InterruptSink, @unchecked Sendable {
     func raise(index: Int, vector: Int) {
         let fd = triggers.withLock { t -> Int32 in
             guard let list = t[index], vector < list.count, !list[vector].masked else { return -1 }
-            if index == Int(VFIO_PCI_INTX_IRQ_INDEX) { t[index]![vector].masked = true }   // INTx is automasked
-            return list[vector].eventfd
+                return list[vector].eventfd
         }
         if fd >= 0, mdevsim_eventfd_signal(fd) == 0 { raised.add(1, ordering: .relaxed) }
     }
@@ -125,6 +124,7 @@ final class DeviceHandle: InterruptSink, @unchecked Sendable {
     func hasTrigger(index: Int) -> Bool { triggers.withLock { ($0[index] ?? []).contains { $0.eventfd >= 0 } } }
 
     deinit {
+        device.clearInterruptSink(self)
         for (_, list) in triggers.withLock({ $0 }) { for t in list where t.eventfd >= 0 { close(t.eventfd) } }
         close(memfd)
     }

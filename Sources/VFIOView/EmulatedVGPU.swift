@@ -1,4 +1,5 @@
 import CVFIO
+import Dispatch
 import Foundation
 import GPUModel
 import Migration
@@ -16,7 +17,20 @@ final class EmulatedVGPU: EmulatedVFIODevice {
     let files: [Int: RegionFile]
     let device: MigrationDevice
     let v1: Bool
-    private let sink = Mutex<(any InterruptSink)?>(nil)
+    /// The open device fd's interrupt sink (weak: the fd's handle owns this device, not the
+    /// reverse) and the pump that watches the model for interrupts while one is set.
+    private let interrupts = Mutex<(sink: WeakSink?, pump: Pump?, seen: UInt64)>((nil, nil, 0))
+    /// A timer source (not Sendable itself) handed out of the lock only to be cancelled.
+    final class Pump: @unchecked Sendable {
+        let timer: any DispatchSourceTimer
+        init(_ t: any DispatchSourceTimer) { timer = t }
+    }
+    final class WeakSink: @unchecked Sendable {
+        weak var sink: (any InterruptSink)?
+        init(_ s: any InterruptSink) { sink = s }
+    }
+    /// How often the pump looks: the workload ticks every 10 ms.
+    static let pumpInterval = DispatchTimeInterval.milliseconds(2)
 
     init(name: String, iommuGroup: Int, cdevMinor: Int, info: DeviceInfo, files: [Int: RegionFile], device: MigrationDevice, v1: Bool) {
         self.name = name
@@ -65,7 +79,42 @@ final class EmulatedVGPU: EmulatedVFIODevice {
 
     var migration: (any MigrationEndpoint)? { v1 ? nil : device }
 
-    func setInterruptSink(_ sink: (any InterruptSink)?) { self.sink.withLock { $0 = sink } }
+    /// The model latches interrupts as its workload runs, which it does lazily, when touched:
+    /// while a VMM has the device open, a pump touches it and signals each new interrupt.
+    func setInterruptSink(_ sink: (any InterruptSink)?) {
+        let gpu = device.gpu
+        let old = interrupts.withLock { i -> Pump? in
+            let pump = i.pump
+            i.pump = nil
+            i.sink = sink.map(WeakSink.init)
+            guard let box = i.sink else { return pump }
+            i.seen = gpu.interruptsRaised
+            let timer = DispatchSource.makeTimerSource(queue: .global())
+            timer.schedule(deadline: .now() + EmulatedVGPU.pumpInterval, repeating: EmulatedVGPU.pumpInterval)
+            timer.setEventHandler { [weak self] in
+                guard let self, let sink = box.sink else { return }
+                let now = gpu.interruptsRaised
+                let fire = self.interrupts.withLock { i -> Bool in
+                    defer { i.seen = now }
+                    return now != i.seen
+                }
+                if fire {
+                    // The VMM enables one of them at a time (QEMU turns INTx off when the guest enables MSI).
+                    sink.raise(index: Int(VFIO_PCI_MSI_IRQ_INDEX), vector: 0)
+                    sink.raise(index: Int(VFIO_PCI_INTX_IRQ_INDEX), vector: 0)
+                }
+            }
+            timer.resume()
+            i.pump = Pump(timer)
+            return pump
+        }
+        old?.timer.cancel()
+    }
+
+    func clearInterruptSink(_ sink: any InterruptSink) {
+        let current = interrupts.withLock { $0.sink?.sink }
+        if current === sink || current == nil { setInterruptSink(nil) }
+    }
 }
 
 extension VFIOView: VFIOBackend {
