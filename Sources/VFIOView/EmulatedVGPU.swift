@@ -19,7 +19,7 @@ final class EmulatedVGPU: EmulatedVFIODevice {
     let v1: Bool
     /// The open device fd's interrupt sink (weak: the fd's handle owns this device, not the
     /// reverse) and the pump that watches the model for interrupts while one is set.
-    private let interrupts = Mutex<(sink: WeakSink?, pump: Pump?, seen: UInt64)>((nil, nil, 0))
+    private let interrupts = Mutex<(sink: WeakSink?, pump: Pump?, seen: UInt64, heldINTx: Bool)>((nil, nil, 0, false))
     /// A timer source (not Sendable itself) handed out of the lock only to be cancelled.
     final class Pump: @unchecked Sendable {
         let timer: any DispatchSourceTimer
@@ -93,16 +93,21 @@ final class EmulatedVGPU: EmulatedVFIODevice {
             timer.schedule(deadline: .now() + EmulatedVGPU.pumpInterval, repeating: EmulatedVGPU.pumpInterval)
             timer.setEventHandler { [weak self] in
                 guard let self, let sink = box.sink else { return }
-                let now = gpu.interruptsRaised
-                let fire = self.interrupts.withLock { i -> Bool in
-                    defer { i.seen = now }
-                    return now != i.seen
+                // One look at the model: interrupts latched so far, whether the output is asserted,
+                // and the command register's INTx Disable (bit 10), which holds INTx off as on hardware.
+                let (now, pending, intxOff) = gpu.withHardware { hw in (hw.interruptsRaised, hw.interruptPending, hw.config.read(offset: 4, size: 2) & 0x400 != 0) }
+                let (msi, intx) = self.interrupts.withLock { i -> (Bool, Bool) in
+                    let new = now != i.seen
+                    i.seen = now
+                    if new && intxOff { i.heldINTx = true }
+                    // INTx: a new interrupt while enabled, or one held while disabled once enabled again.
+                    let intx = !intxOff && (new || (i.heldINTx && pending))
+                    if !intxOff { i.heldINTx = false }
+                    return (new, intx)
                 }
-                if fire {
-                    // The VMM enables one of them at a time (QEMU turns INTx off when the guest enables MSI).
-                    sink.raise(index: Int(VFIO_PCI_MSI_IRQ_INDEX), vector: 0)
-                    sink.raise(index: Int(VFIO_PCI_INTX_IRQ_INDEX), vector: 0)
-                }
+                // The VMM enables one at a time (QEMU turns INTx off when the guest enables MSI).
+                if msi { sink.raise(index: Int(VFIO_PCI_MSI_IRQ_INDEX), vector: 0) }
+                if intx { sink.raise(index: Int(VFIO_PCI_INTX_IRQ_INDEX), vector: 0) }
             }
             timer.resume()
             i.pump = Pump(timer)

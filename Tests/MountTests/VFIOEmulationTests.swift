@@ -85,8 +85,10 @@ struct VFIOEmulationTests {
     }
 }
 
+/// One test at a time: each runs one or two QEMUs (a guest under TCG) on 2 cores. scripts/test.sh
+/// runs this suite after the others, on its own.
 @Suite("unmodified QEMU on a simulated vGPU", .requires(canMount && isRoot && haveMdevsimBinary && haveQEMU, "needs /dev/fuse, root, the mdevsim binary and QEMU (apt-get install qemu-system-x86)"),
-       .timeLimit(.minutes(5)))
+       .serialized, .timeLimit(.minutes(5)))
 struct QEMUTests {
     @Test("QEMU realizes vfio-pci on a vGPU: query-pci lists 8086:591d with BAR0 and BAR2")
     func realize() throws {
@@ -224,6 +226,64 @@ struct QEMUTests {
                 #expect(replay.status == 0, "\(replay)")
                 #expect(replay.out == (try readText(h.vfio(uuidA) + "/state_digest")), "\(replay)")
                 #expect(try bar0(h, uuidB) == 0x0012_0034)
+            }
+        }
+    }
+
+    /// What the guest does: finds the GPU, writes and reads a BAR0 register, then takes the
+    /// model's interrupts through uio_pci_generic, whose handler masks INTx (command bit 10);
+    /// as the UIO howto's user-space driver does, each time it clears the device's interrupt
+    /// (GT_IIR, RW1C) and enables INTx again in config space.
+    static let guestScript = """
+    /bin/busybox mount -t proc proc /proc
+    /bin/busybox mount -t sysfs sysfs /sys
+    /bin/busybox mount -t devtmpfs dev /dev
+    /bin/busybox --install -s /bin
+    export PATH=/bin
+    for d in /sys/bus/pci/devices/*; do
+        [ "$(cat $d/vendor)" = 0x8086 ] && [ "$(cat $d/device)" = 0x591d ] && GPU=$d
+    done
+    echo "MDEVSIM-GPU $(basename $GPU) $(cat $GPU/vendor):$(cat $GPU/device) $(cat $GPU/subsystem_vendor):$(cat $GPU/subsystem_device) $(cat $GPU/class)"
+    echo 1 > $GPU/enable
+    BAR0=$(head -n 1 $GPU/resource | cut -d ' ' -f 1)
+    devmem $((BAR0 + 0x7018c)) 32 0x00abcdef
+    echo "MDEVSIM-BAR0 $(devmem $((BAR0 + 0x7018c)) 32)"
+    insmod /lib/modules/uio.ko
+    insmod /lib/modules/uio_pci_generic.ko
+    echo "8086 591d" > /sys/bus/pci/drivers/uio_pci_generic/new_id
+    sleep 1
+    irqs() { awk '/uio_pci_generic/ { print $2 }' /proc/interrupts; }
+    BEFORE=$(irqs)
+    for i in 1 2 3 4 5; do
+        devmem $((BAR0 + 0x44308)) 32 0xffffffff
+        devmem $((BAR0 + 0x44408)) 32 0xffffffff
+        HI=$(( $(od -An -tu1 -j5 -N1 $GPU/config) & ~4 ))
+        awk -v v=$HI 'BEGIN { printf "%c", v }' | dd of=$GPU/config bs=1 seek=5 count=1 conv=notrunc 2>/dev/null
+        sleep 0.3
+    done
+    echo "MDEVSIM-IRQ ${BEFORE:-none} $(irqs) $(od -An -tx1 -j4 -N4 $GPU/config)"
+    grep uio /proc/interrupts
+    echo MDEVSIM-DONE
+    while true; do sleep 60; done
+    """
+
+    @Test("a Linux guest boots with the vGPU: it sees the GPU's ids, a BAR0 value it writes shows on the host, the model's interrupts reach it")
+    func guest() throws {
+        let guest = try Guest(script: Self.guestScript)
+        try withMountedHost { h in
+            try withVFIOEmulation(h) {
+                try writeText(h.typeDir("i915-GVTg_V5_4") + "/create", uuidA)
+                let qemu = try QEMU(root: h.root, arguments: guest.arguments + ["-device", "vfio-pci,sysfsdev=/sys/bus/mdev/devices/\(uuidA),id=gpu"], paused: false, accel: guestAccel)
+                defer { qemu.stop() }
+                let booted = waitFor({ guest.output.contains("MDEVSIM-DONE") || !qemu.process.isRunning }, seconds: 240)
+                #expect(booted, "the guest did not finish: \(guest.output.suffix(3000))\n\(qemu.output)")
+                let gpu = guest.line("MDEVSIM-GPU") ?? []
+                #expect(gpu.count == 4 && gpu[1] == "0x8086:0x591d" && gpu[2] == "0x8086:0x2212" && gpu[3] == "0x030000", "\(gpu)\n\(guest.output.suffix(2000))")
+                #expect(guest.line("MDEVSIM-BAR0") == ["0x00ABCDEF"], "\(guest.output.suffix(2000))")
+                #expect(try bar0(h, uuidA) == 0x00ab_cdef)
+                let irq = guest.line("MDEVSIM-IRQ") ?? []
+                let before = irq.first.flatMap { Int($0) } ?? -1, after = irq.count > 1 ? Int(irq[1]) ?? -1 : -1
+                #expect(before >= 0 && after >= before + 4, "interrupt count in the guest's /proc/interrupts: \(irq)\n\(guest.output.suffix(2000))")
             }
         }
     }
