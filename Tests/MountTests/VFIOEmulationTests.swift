@@ -97,6 +97,64 @@ struct VFIOEmulationTests {
         }
     }
 
+    /// Container and fd semantics a VMM relies on, checked against what the kernel answers.
+    static let containerClient = """
+    import errno, fcntl, mmap, os, struct, sys
+    uuid, group = sys.argv[1], sys.argv[2]
+    def err(f):
+        try: f(); return 0
+        except OSError as e: return e.errno
+    c = os.open('/dev/vfio/vfio', os.O_RDWR)
+    print('api', fcntl.ioctl(c, 0x3b64, 0), 'type1v2', fcntl.ioctl(c, 0x3b65, 3), 'noiommu', fcntl.ioctl(c, 0x3b65, 8))
+    print('set_iommu_without_group', err(lambda: fcntl.ioctl(c, 0x3b66, 3)))
+    g = os.open('/dev/vfio/' + group, os.O_RDWR)
+    print('second_group_open', err(lambda: os.open('/dev/vfio/' + group, os.O_RDWR)))
+    st = bytearray(struct.pack('II', 8, 0)); fcntl.ioctl(g, 0x3b67, st, True); print('status', struct.unpack('II', st)[1])
+    print('device_before_container', err(lambda: fcntl.ioctl(g, 0x3b6a, bytearray(uuid.encode() + b'\\0'), True)))
+    fcntl.ioctl(g, 0x3b68, struct.pack('i', c)); fcntl.ioctl(c, 0x3b66, 3)
+    st = bytearray(struct.pack('II', 8, 0)); fcntl.ioctl(g, 0x3b67, st, True); print('status', struct.unpack('II', st)[1])
+    buf = mmap.mmap(-1, 1 << 20)
+    va = struct.unpack('Q', struct.pack('P', 0))[0]
+    import ctypes; va = ctypes.addressof(ctypes.c_char.from_buffer(buf))
+    def dma(iova, size): return err(lambda: fcntl.ioctl(c, 0x3b71, bytearray(struct.pack('IIQQQ', 32, 3, va, iova, size)), True))
+    def unmap(iova, size): return err(lambda: fcntl.ioctl(c, 0x3b72, bytearray(struct.pack('IIQQ', 24, 0, iova, size)), True))
+    print('map', dma(0x100000, 0x80000), 'overlap', dma(0x140000, 0x80000), 'unaligned', dma(0x300001, 0x1000), 'split', unmap(0x100000, 0x1000), 'unmap', unmap(0x100000, 0x80000))
+    d = fcntl.ioctl(g, 0x3b6a, bytearray(uuid.encode() + b'\\0'), True)
+    print('device_fd_in_range', 900 <= d < 1000)
+    e = os.dup(d); print('dup_in_range', 900 <= e < 1000, 'dup_works', len(os.pread(e, 4, 7 << 40)))
+    print('dup2_outside', err(lambda: os.dup2(d, 5)))
+    f = fcntl.fcntl(d, fcntl.F_DUPFD, 950); print('fdupfd', 950 <= f < 1000, len(os.pread(f, 2, 7 << 40)))
+    os.close(e); print('closed_copy_gone', err(lambda: os.pread(e, 4, 7 << 40)))
+    print('bad_region', err(lambda: os.pread(d, 4, 20 << 40)), 'mmap_bar0', err(lambda: mmap.mmap(d, 4096, offset=0)))
+    m = mmap.mmap(d, 4096, offset=2 << 40); m[0:4] = b'ABCD'; print('bar2_mmap', m[0:4] == b'ABCD', os.pread(d, 4, 2 << 40))
+    """
+
+    @Test("container, group and fd semantics: the kernel's errnos, dup copies tracked in the range, copies outside refused")
+    func containerSemantics() throws {
+        try withMountedHost { h in
+            try withVFIOEmulation(h) {
+                try writeText(h.typeDir("i915-GVTg_V5_4") + "/create", uuidA)
+                let group = URL(fileURLWithPath: try readLink(h.device(uuidA) + "/iommu_group")).lastPathComponent
+                let r = try run(mdevsimBinary, ["exec", h.root, "--vfio", "--", "/usr/bin/python3", "-c", Self.containerClient, uuidA, group], timeout: 60)
+                #expect(r.status == 0, "\(r)")
+                let lines = r.out.split(separator: "\n").map(String.init)
+                #expect(lines.contains("api 0 type1v2 1 noiommu 0"), "\(r)")
+                #expect(lines.contains("set_iommu_without_group \(EINVAL)"))
+                #expect(lines.contains("second_group_open \(EBUSY)"))
+                #expect(lines.contains("status 1") && lines.contains("status 3"))           // VIABLE, then | CONTAINER_SET
+                #expect(lines.contains("device_before_container \(EINVAL)"))
+                #expect(lines.contains("map 0 overlap \(EEXIST) unaligned \(EINVAL) split \(EINVAL) unmap 0"), "\(r)")
+                #expect(lines.contains("device_fd_in_range True"))
+                #expect(lines.contains("dup_in_range True dup_works 4"))
+                #expect(lines.contains("dup2_outside \(EBADF)"))
+                #expect(lines.contains("fdupfd True 2"))
+                #expect(lines.contains("closed_copy_gone \(EBADF)"))
+                #expect(lines.contains("bad_region \(EINVAL) mmap_bar0 \(EINVAL)"), "\(r)")
+                #expect(lines.contains("bar2_mmap True b'ABCD'"), "\(r)")
+            }
+        }
+    }
+
     @Test("a node that is not emulated is ENOENT with the reason, and the daemon keeps serving")
     func unknownNode() throws {
         try withMountedHost { h in
