@@ -16,7 +16,8 @@
 //   Toolkit    record, inspect, verify, diff, replay, migrate, compat: over a device's files only
 //   MdevCore   the mdev bus and the GVT-g-like parent driver: types, pool, create/remove; no files
 //   MdevSysfs  the kernel's sysfs layout of an MdevCore host, as VirtualFS nodes
-//   CSeccomp, VFIOEmulation  the kernel's VFIO uAPI for a process tree under a seccomp user-notification filter; no GPUs
+//   CLinux, VFIOEmulation  the kernel's VFIO uAPI for a process tree under a seccomp user-notification filter; no GPUs
+//   UEvents    device events in libudev's netlink format, sent into a chosen network namespace
 //   VFIOView   each vGPU's VFIO device (regions, info, reset, digest) under vfio/, as VirtualFS nodes
 //   Simulator  one simulated host: the bus with both views on one tree
 //   FuzzTargets, CFuzzDriver, mdevsim-fuzz  fuzz targets with their invariants; libFuzzer driver (scripts/fuzz.sh)
@@ -62,8 +63,9 @@ let package = Package(
         .target(name: "GPUModel"),
         .target(name: "CCRC32C"),
         .target(name: "CVFIOIoctl"),
-        .target(name: "CSeccomp"),
-        .target(name: "VFIOEmulation", dependencies: ["CSeccomp", "CVFIO", "Migration"]),
+        .target(name: "CLinux"),
+        .target(name: "VFIOEmulation", dependencies: ["CLinux", "CVFIO", "Migration"]),
+        .target(name: "UEvents", dependencies: ["CLinux", "VirtualFS"]),
         .target(name: "RealDevice", dependencies: ["CVFIOIoctl", "Migration"]),
         .target(name: "StateStream", dependencies: ["CCRC32C"]),
         .target(name: "Migration", dependencies: ["CVFIO", "GPUModel", "StateStream"]),
@@ -77,7 +79,7 @@ let package = Package(
         ),
         .target(
             name: "Simulator",
-            dependencies: ["Faults", "GPUModel", "MdevCore", "MdevSysfs", "Migration", "StateStream", "SysfsSnapshot", "VFIOEmulation", "VFIOView", "VirtualFS"]
+            dependencies: ["Faults", "GPUModel", "MdevCore", "MdevSysfs", "Migration", "StateStream", "SysfsSnapshot", "UEvents", "VFIOEmulation", "VFIOView", "VirtualFS"]
         ),
         .target(name: "SysfsSnapshot", dependencies: ["VirtualFS"]),
         .target(name: "SafeYAML", dependencies: [.product(name: "Yams", package: "Yams")]),

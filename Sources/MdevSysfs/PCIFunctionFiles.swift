@@ -111,16 +111,16 @@ enum PCIFunctionFiles {
     /// The host bridge device (`pci0000:00`) and its `pci_bus/0000:00` class
     /// device, so tools walking up from a function (udevadm info -a) reach the
     /// root as on a real host. Entries a recorded or mirrored tree already has are kept.
-    static func addRootBus(_ rootBus: String, dir: Inode, _ c: inout TreeContents) throws(FSError) {
+    static func addRootBus(_ rootBus: String, dir: Inode, relay: DeviceEventRelay, _ c: inout TreeContents) throws(FSError) {
         guard !c.has("uevent", in: dir) else { return }
-        try c.attribute("uevent", in: dir, SysfsView.uevent(""))
+        try c.attribute("uevent", in: dir, SysfsView.uevent("", devpath: "sys/devices/\(rootBus)", subsystem: "", relay: relay))
         try c.attribute("waiting_for_supplier", in: dir, .constant("0\n"))
         try addPower(in: dir, &c)
         let name = String(rootBus.dropFirst(3))                   // "0000:00"
         let busDir = try c.directory(name, in: try c.directory("pci_bus", in: dir))
         try c.symlink("device", in: busDir, to: "../../../\(rootBus)")
         try c.symlink("subsystem", in: busDir, to: "../../../../class/pci_bus")
-        try c.attribute("uevent", in: busDir, SysfsView.uevent(""))
+        try c.attribute("uevent", in: busDir, SysfsView.uevent("", devpath: "sys/devices/\(rootBus)/pci_bus/\(name)", subsystem: "pci_bus", relay: relay))
         let cpus = max(1, ProcessInfo.processInfo.processorCount)
         try c.attribute("cpuaffinity", in: busDir, .constant(cpuMask(cpus) + "\n"))
         try c.attribute("cpulistaffinity", in: busDir, .constant(cpus == 1 ? "0\n" : "0-\(cpus - 1)\n"))

@@ -26,6 +26,9 @@ public final class SysfsView: MdevBusObserver, @unchecked Sendable {
     private var driverDir: Inode = 0
     private var iommuGroups: Inode = 0
 
+    /// Device events of this tree (uevent writes; the Simulator adds the bus's own).
+    public let events = DeviceEventRelay()
+
     public init(bus: MdevBus, tree: Tree = Tree()) throws(FSError) {
         self.bus = bus
         self.tree = tree
@@ -57,7 +60,7 @@ public final class SysfsView: MdevBusObserver, @unchecked Sendable {
         for parent in bus.parents {
             let p = parent.config
             let rootBus = try c.directories("sys/devices/\(parent.address.rootBus)")
-            try PCIFunctionFiles.addRootBus(parent.address.rootBus, dir: rootBus, &c)
+            try PCIFunctionFiles.addRootBus(parent.address.rootBus, dir: rootBus, relay: events, &c)
             let dir = try c.directory(parent.name, in: rootBus)
             parentDirs[parent.name] = dir
             let hex4 = { (v: Int) in "0x" + String(v, radix: 16).leftPadded(to: 4) + "\n" }
@@ -73,7 +76,7 @@ public final class SysfsView: MdevBusObserver, @unchecked Sendable {
                                       revision: UInt8(p.revision.value), classCode: UInt32(p.pciClass.value)),
                 apertureBytes: UInt64(p.apertureMB) << 20, ggttBytes: (p.apertureMB + p.hiddenMB) * 2048))   // 8 bytes a 4 KiB page
             try PCIFunctionFiles.add(parent, in: dir, registers: registers, bus: bus, &c)
-            try c.attribute("uevent", in: dir, SysfsView.uevent(parentUevent(parent)))
+            try c.attribute("uevent", in: dir, SysfsView.uevent(parentUevent(parent), devpath: SysfsView.parentPath(parent), subsystem: "pci", relay: events))
             try c.symlink("driver", in: dir, to: "../../../bus/pci/drivers/\(p.driver)")
             try c.symlink("subsystem", in: dir, to: "../../../bus/pci")
             try c.symlink("iommu_group", in: dir, to: "../../../kernel/iommu_groups/\(parent.iommuGroup)")
@@ -104,7 +107,8 @@ public final class SysfsView: MdevBusObserver, @unchecked Sendable {
         }
     }
 
-    private func parentUevent(_ parent: MdevParent) -> String {
+    /// A parent's `uevent` variables (the kernel adds them to every event of the device).
+    public func parentUevent(_ parent: MdevParent) -> String {
         let p = parent.config
         let hex = { (v: Int, w: Int) in String(v, radix: 16, uppercase: true).leftPadded(to: w) }
         return "DRIVER=\(p.driver)\nPCI_CLASS=\(String(p.pciClass.value, radix: 16, uppercase: true))\n"
@@ -155,7 +159,7 @@ public final class SysfsView: MdevBusObserver, @unchecked Sendable {
         try c.symlink("driver", in: dir, to: "../../../../bus/mdev/drivers/\(mdevDriver)")
         try c.symlink("subsystem", in: dir, to: "../../../../bus/mdev")
         // mdev_driver.c adds no variables of its own: DRIVER= alone, as on a real host.
-        try c.attribute("uevent", in: dir, SysfsView.uevent("DRIVER=\(mdevDriver)\n"))
+        try c.attribute("uevent", in: dir, SysfsView.uevent("DRIVER=\(mdevDriver)\n", devpath: SysfsView.devicePath(device, on: parent), subsystem: "mdev", relay: events))
         let vgpu = try c.directory("intel_vgpu", in: dir)
         try c.attribute("vgpu_id", in: vgpu, .constant("\(device.vgpuID)\n"))
         if device.type.config.aggregation {
@@ -189,21 +193,28 @@ public final class SysfsView: MdevBusObserver, @unchecked Sendable {
         }
     }
 
-    /// A device's `uevent` file (0644): shows its variables, takes the actions
-    /// the kernel takes.
-    public static func uevent(_ text: String) -> Attribute {
-        Attribute(show: { text }, store: { (bytes: [UInt8]) throws(FSError) in try checkUeventAction(bytes) })
+    /// A device's `uevent` file (0644): shows its variables, takes the actions the kernel
+    /// takes: a written action is announced as that event of the device at `devpath`
+    /// (relative to the mount, "sys/devices/...") with its variables.
+    public static func uevent(_ text: String, devpath: String, subsystem: String, relay: DeviceEventRelay) -> Attribute {
+        Attribute(show: { text }, store: { (bytes: [UInt8]) throws(FSError) in
+            let action = try checkUeventAction(bytes)
+            relay.announce(DeviceEvent(action: action, devpath: String(devpath.dropFirst(3)), subsystem: subsystem,
+                                       variables: DeviceEvent.variables(text)))
+        })
     }
 
     /// `uevent` store: the kernel accepts an action name (optionally followed by
     /// a UUID and variables) and synthesises the event; anything else is EINVAL.
-    static func checkUeventAction(_ bytes: [UInt8]) throws(FSError) {
+    @discardableResult
+    static func checkUeventAction(_ bytes: [UInt8]) throws(FSError) -> String {
         let text = String(decoding: bytes, as: UTF8.self).trimmingTrailingNewline
         let action = text.split(separator: " ", maxSplits: 1).first.map(String.init) ?? ""
         let actions = ["add", "remove", "change", "move", "online", "offline", "bind", "unbind"]
         guard actions.contains(action) else {
             throw .invalid("uevent takes one of \(actions.joined(separator: ", ")), got '\(text.prefix(64))'")
         }
+        return action
     }
 }
 

@@ -32,6 +32,7 @@ public final class V1Region: Sendable {
         var window = [UInt8](repeating: 0, count: V1Region.windowSize)
         var available = 0          // saving: bytes of the current chunk
         var staged = false         // saving: a chunk is waiting in the window
+        var handedOut = false      // saving: data_offset was read for the staged chunk
         var delivered = 0          // saving: stream bytes handed out so far
         var dirty = false          // the window holds bytes of a session
 
@@ -40,7 +41,7 @@ public final class V1Region: Sendable {
         /// changes nothing costs what a register write costs).
         mutating func endSession() {
             if dirty { window.withUnsafeMutableBytes { _ = memset($0.baseAddress!, 0, $0.count) } }
-            (available, staged, delivered, dirty) = (0, false, 0, false)
+            (available, staged, delivered, dirty, handedOut) = (0, false, 0, false, false)
         }
     }
     private let w = Mutex(Window())
@@ -111,6 +112,7 @@ public final class V1Region: Sendable {
             case 8: return le(UInt64(try pendingBytes(&w)), 8)
             case 16:
                 if device.state.isSaving, !w.staged { try stage(&w) }
+                if w.staged { w.handedOut = true }
                 return le(UInt64(V1Region.dataOffset), 8)
             case 24: return le(UInt64(device.state.isSaving ? w.available : 0), 8)
             default:
@@ -120,11 +122,15 @@ public final class V1Region: Sendable {
         }
     }
 
-    /// Start of an iteration: acknowledges the last chunk and says what remains.
+    /// Start of an iteration: acknowledges the last chunk, if the user took it (read
+    /// data_offset), and says what remains. "Repeated read on pending_bytes at this stage
+    /// should have no side effects" (the uAPI): QEMU asks for it to decide convergence
+    /// without reading data, and a chunk dropped then is a hole in the stream.
     private func pendingBytes(_ w: inout Window) throws(MigrationError) -> Int {
         guard device.state.isSaving else { return 0 }
-        if w.staged {
+        if w.staged && w.handedOut {
             w.staged = false
+            w.handedOut = false
             w.available = 0
         }
         try stage(&w)

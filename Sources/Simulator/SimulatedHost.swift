@@ -1,4 +1,5 @@
 import Faults
+import Foundation
 import MdevCore
 #if canImport(Glibc)
 import Glibc
@@ -21,6 +22,10 @@ public final class SimulatedHost: Sendable {
     public let faults: FaultInjector
     public var tree: Tree { sysfs.tree }
     private let emulation = Mutex<EmulationServer?>(nil)
+    let uevents: UEventFeed
+
+    /// Sends this host's device events into the network namespace at `path` ("" stops).
+    public func sendUEvents(into path: String) throws(FSError) { try uevents.attach(path) }
 
     /// `onFault` is told of every fault that fires (the daemon logs it).
     public init(config: HostConfig = .builtIn, tree: Tree = Tree(), onFault: @escaping @Sendable (String) -> Void = { _ in }) throws(FSError) {
@@ -35,7 +40,8 @@ public final class SimulatedHost: Sendable {
         }
         sysfs = try SysfsView(bus: bus, tree: tree)
         faults = FaultInjector(onFire: onFault)
-        vfio = try VFIOView(bus: bus, tree: sysfs.tree, migrationFaults: faults)
+        vfio = try VFIOView(bus: bus, tree: sysfs.tree, events: sysfs.events, migrationFaults: faults)
+        uevents = UEventFeed(sysfs: sysfs, vfio: vfio)
         try faults.addControlFiles(to: sysfs.tree)
         sysfs.tree.setHook(faults)
         try addSurpriseRemoval()
@@ -50,6 +56,14 @@ public final class SimulatedHost: Sendable {
             let dir = try c.directories(".mdevsim")
             // The serving process, so `mdevsim unmount` can wait for it to end.
             try c.attribute("pid", in: dir, .constant("\(getpid())\n"))
+            // The network namespace device events go to (none: they go nowhere); write a path to choose one.
+            try c.attribute("uevent_netns", in: dir, Attribute(
+                show: { [weak self] in (self?.uevents.namespace).map { $0.isEmpty ? "" : $0 + "\n" } ?? "" },
+                store: { [weak self] (bytes: [UInt8]) throws(FSError) in
+                    try self?.uevents.attach(String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+                }), permissions: 0o600)
+            // The events sent so far (SEQNUM ACTION DEVPATH SUBSYSTEM), newest last.
+            try c.attribute("uevents", in: dir, Attribute(show: { [weak self] in (self?.uevents.log ?? []).map { $0 + "\n" }.joined() }))
             // Where `mdevsim exec --vfio` hands its processes to this host's VFIO emulation ("" when not served).
             try c.attribute("vfio_socket", in: dir, Attribute(show: { [weak self] in self?.emulation.withLock { $0.map { $0.path + "\n" } } ?? "" }))
             try c.attribute("surprise_remove", in: dir, Attribute(store: { (bytes: [UInt8]) throws(FSError) in

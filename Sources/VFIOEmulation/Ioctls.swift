@@ -1,4 +1,4 @@
-import CSeccomp
+import CLinux
 import CVFIO
 import Foundation
 import Migration

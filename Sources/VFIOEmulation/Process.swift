@@ -1,4 +1,4 @@
-import CSeccomp
+import CLinux
 import Foundation
 import Migration
 

@@ -61,7 +61,17 @@ public final class VFIOView: MdevBusObserver, @unchecked Sendable {
     /// The vfio cdev's major (dynamically allocated on a real host; 511 here).
     public static let cdevMajor = 511
 
-    public init(bus: MdevBus, tree: Tree, migrationFaults: (any MigrationFaultHook)? = nil) throws(FSError) {
+    /// Where this view's device events go (the sysfs view's relay, so one listener hears all).
+    let events: DeviceEventRelay
+
+    /// The variables of a vfio cdev's `uevent`.
+    public static func cdevUevent(_ minor: Int) -> String { "MAJOR=\(cdevMajor)\nMINOR=\(minor)\nDEVNAME=vfio/devices/vfio\(minor)\n" }
+
+    /// The cdev minor of a device's vfio-dev node, while it exists.
+    public func cdevMinor(_ uuid: String) -> Int? { minors.withLock { $0[uuid] } }
+
+    public init(bus: MdevBus, tree: Tree, events: DeviceEventRelay = DeviceEventRelay(), migrationFaults: (any MigrationFaultHook)? = nil) throws(FSError) {
+        self.events = events
         self.bus = bus
         self.tree = tree
         self.migrationFaults = migrationFaults
@@ -237,7 +247,8 @@ public final class VFIOView: MdevBusObserver, @unchecked Sendable {
         emulated.withLock { $0[uuid] = emulation }
         let node = try c.directory(name, in: vfioDev)
         try c.attribute("dev", in: node, .constant("\(VFIOView.cdevMajor):\(minor)\n"))
-        try c.attribute("uevent", in: node, SysfsView.uevent("MAJOR=\(VFIOView.cdevMajor)\nMINOR=\(minor)\nDEVNAME=vfio/devices/\(name)\n"))
+        try c.attribute("uevent", in: node, SysfsView.uevent(VFIOView.cdevUevent(minor), devpath: SysfsView.devicePath(device, on: parent) + "/vfio-dev/\(name)",
+                                                             subsystem: "vfio-dev", relay: events))
         // As vfio_device_add() registers it: class vfio-dev, parent the mdev.
         let devicePath = SysfsView.devicePath(device, on: parent).dropFirst(4)     // devices/pci0000:00/...
         try c.symlink("subsystem", in: node, to: "../../../../../../class/vfio-dev")

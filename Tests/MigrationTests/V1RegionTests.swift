@@ -108,6 +108,32 @@ struct V1RegionTests {
         #expect(dst.gpu.stateDigest == src.gpu.stateDigest)
     }
 
+    @Test("repeated pending_bytes reads between iterations have no side effect: no chunk is lost (QEMU asks to decide convergence)")
+    func repeatedPendingBytes() throws {
+        let src = makeDevice(seed: 23), dst = makeDevice(seed: 24)
+        let s1 = V1Region(device: src), d1 = V1Region(device: dst)
+        try src.gpu.step(120)
+        var blob: [UInt8] = []
+        try s1.setState(0b011)
+        var pending = try s1.u64(8)
+        while pending > 0 {
+            // As QEMU's save_pending does between iterations: ask again, read nothing.
+            #expect(try s1.u64(8) == pending)
+            #expect(try s1.u64(8) == pending)
+            let offset = Int(try s1.u64(16))
+            blob += try s1.read(offset: offset, size: Int(try s1.u64(24)))
+            pending = try s1.u64(8)
+        }
+        try s1.setState(0b010)
+        try s1.saveIteration(into: &blob)
+        try s1.setState(0b000)
+        try d1.setState(0b100)
+        try d1.resume(blob, chunk: V1Region.windowSize)
+        try d1.setState(0b000)
+        #expect(dst.state == .stop, "\(dst.lastError)")
+        #expect(dst.gpu.stateDigest == src.gpu.stateDigest)
+    }
+
     @Test("a failed transition leaves the previous state, or 110b under the error policy; only reset leaves 110b")
     func failedTransition() throws {
         let keep = V1Region(device: makeDevice(seed: 3))

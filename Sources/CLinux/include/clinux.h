@@ -1,6 +1,6 @@
-#ifndef MDEVSIM_SECCOMP_NOTIFY_H
-#define MDEVSIM_SECCOMP_NOTIFY_H
-// The kernel calls VFIO emulation needs that Swift cannot make or name:
+#ifndef MDEVSIM_CLINUX_H
+#define MDEVSIM_CLINUX_H
+// Linux calls Swift cannot make or name (GNU-only, variadic, or struct-heavy):
 // seccomp user notification (filter, RECV/SEND/ADDFD), SCM_RIGHTS, pidfds,
 // process_vm_readv/writev and memfds. All return -errno on failure.
 #include <stdint.h>
@@ -51,4 +51,10 @@ ssize_t mdevsim_mem_read(pid_t pid, uint64_t addr, void *buf, size_t len);
 ssize_t mdevsim_mem_write(pid_t pid, uint64_t addr, const void *buf, size_t len);
 int mdevsim_memfd(const char *name, uint64_t size);
 int mdevsim_eventfd_signal(int fd);
+
+/// A NETLINK_KOBJECT_UEVENT socket created inside the network namespace `netns_fd`
+/// (the calling thread returns to its own namespace before this returns).
+int mdevsim_uevent_socket(int netns_fd);
+/// Sends one message to the netlink multicast group `group` (2: udev's, where libudev listens).
+int mdevsim_uevent_send(int sock, unsigned group, const void *data, size_t len);
 #endif

@@ -1,5 +1,5 @@
 #define _GNU_SOURCE
-#include "seccomp_notify.h"
+#include "clinux.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
