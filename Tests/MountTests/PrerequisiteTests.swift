@@ -14,6 +14,7 @@ struct PrerequisiteTests {
          FileManager.default.isExecutableFile(atPath: "/usr/bin/lspci") && FileManager.default.isExecutableFile(atPath: "/usr/bin/setpci")),
         ("/usr/bin/udevadm (apt-get install udev)", FileManager.default.isExecutableFile(atPath: "/usr/bin/udevadm")),
         ("\(qemuBinary) (apt-get install qemu-system-x86)", haveQEMU),
+        ("/usr/sbin/ip (apt-get install iproute2)", FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip")),
     ]
 
     @Test("CI has every prerequisite", .enabled(if: isCI, "outside CI (CI=true) a suite whose prerequisite is missing is skipped instead"))
