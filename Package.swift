@@ -88,7 +88,7 @@ let package = Package(
         .executableTarget(
             name: "mdevsim",
             dependencies: [
-                "Faults", "FuseBridge", "MdevCore", "Migration", "RealDevice", "Simulator", "SysfsSnapshot", "Toolkit", "VFIOEmulation", "VirtualFS",
+                "CLinux", "Faults", "FuseBridge", "MdevCore", "Migration", "RealDevice", "Simulator", "SysfsSnapshot", "Toolkit", "VFIOEmulation", "VirtualFS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

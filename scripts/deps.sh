@@ -13,6 +13,8 @@ command -v gcc >/dev/null || need+=(gcc)
 command -v python3 >/dev/null || need+=(python3)
 command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
 [ -x /usr/sbin/ip ] || need+=(iproute2)
+[ -x /usr/sbin/libvirtd ] || need+=(libvirt-daemon)
+command -v virsh >/dev/null || need+=(libvirt-clients)
 if [ ${#need[@]} -gt 0 ]; then
     echo "mdevsim: installing ${need[*]}" >&2
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo

@@ -13,11 +13,13 @@ trap 'rm -rf "$results"' EXIT
 status=0
 # A hang (a test blocked in the kernel, past swift-testing's time limits) fails
 # the run after 15 minutes instead of holding CI for its whole budget.
-# The VMM suite (QEMU processes, a guest booting under TCG) runs on its own after the rest:
-# its long blocking waits would otherwise starve the other suites of test threads on 2 cores.
-timeout --signal=KILL 900 swift test --skip-build --skip QEMUTests --xunit-output "$results/tests.xml" "$@" || status=$?
+# The real daemons' suites (QEMU processes, a guest booting under TCG, libvirtd) run on their
+# own after the rest: their long blocking waits would otherwise starve the other suites of
+# test threads on 2 cores.
+DAEMONS='QEMUTests|LibvirtTests'
+timeout --signal=KILL 900 swift test --skip-build --skip "$DAEMONS" --xunit-output "$results/tests.xml" "$@" || status=$?
 if [ "$status" -ne 137 ]; then
-    timeout --signal=KILL 600 swift test --skip-build --filter QEMUTests --xunit-output "$results/vmm.xml" "$@" || { s=$?; [ "$status" -ne 0 ] || status=$s; }
+    timeout --signal=KILL 600 swift test --skip-build --filter "$DAEMONS" --xunit-output "$results/daemons.xml" "$@" || { s=$?; [ "$status" -ne 0 ] || status=$s; }
 fi
 if [ "$status" -eq 137 ]; then
     echo "scripts/test.sh: the test run did not end within 15 minutes (killed); a test hung" >&2

@@ -7,6 +7,7 @@
 #include <unistd.h>
 #include <linux/netlink.h>
 #include <sys/socket.h>
+#include <sys/vfs.h>
 
 int mdevsim_uevent_socket(int netns_fd) {
     int own = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
@@ -37,4 +38,12 @@ int mdevsim_uevent_send(int sock, unsigned group, const void *data, size_t len) 
     struct sockaddr_nl to = {.nl_family = AF_NETLINK, .nl_groups = group};
     ssize_t r = sendto(sock, data, len, MSG_DONTWAIT, (struct sockaddr *)&to, sizeof to);
     return r < 0 ? -errno : 0;
+}
+
+int mdevsim_setns(int fd, int nstype) { return setns(fd, nstype) == 0 ? 0 : -errno; }
+
+int mdevsim_is_namespace(int fd) {
+    struct statfs fs;
+    if (fstatfs(fd, &fs) != 0) return -errno;
+    return fs.f_type == 0x6e736673 ? 1 : 0;   /* NSFS_MAGIC */
 }

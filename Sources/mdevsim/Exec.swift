@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import CLinux
 import VFIOEmulation
 
 struct Exec: ParsableCommand {
@@ -41,6 +42,15 @@ struct Exec: ParsableCommand {
     @Flag(name: .long, help: "Emulate /dev/vfio for the command (VFIO container, groups and device fds of the simulated vGPUs).")
     var vfio = false
 
+    @Option(name: .long, help: ArgumentHelp(
+        "Run the command in the network namespace /run/netns/NAME (made with `ip netns add` if missing) and send the mount's device events there.",
+        discussion: "libudev listeners in that namespace (udevadm monitor, libvirt) see vGPUs come and go; nothing on the host does.",
+        valueName: "NAME"))
+    var netns: String?
+
+    @Flag(name: .long, help: "An isolated libvirt: private /run/libvirt, /var/{lib,log,cache}/libvirt per mount (shared by every exec of DIR), only the nodedev driver, and a network namespace (--netns, default mdevsim-<mount>).")
+    var libvirt = false
+
     @Argument(parsing: .postTerminator, help: "The command and its arguments, after --.")
     var command: [String] = []
 
@@ -74,6 +84,69 @@ struct Exec: ParsableCommand {
         for sub in ["/scripts.d", "/scripts.d/callouts", "/scripts.d/notifiers"] {
             try PrivateDirectory.make(etc + sub)
         }
+        let state = try Exec.stateDirectory(for: root)
+        var namespace = netns
+        if libvirt && namespace == nil { namespace = "mdevsim-" + URL(fileURLWithPath: state).lastPathComponent }
+        var netnsFD: Int32 = -1
+        if let namespace {
+            guard !namespace.isEmpty, !namespace.contains("/"), namespace != ".", namespace != ".." else {
+                throw CLIError("--netns \(namespace): give a name (it lives at /run/netns/NAME)")
+            }
+            let path = "/run/netns/" + namespace
+            // One exec at a time makes it (libvirtd and virsh are often started together).
+            let lock = open(state + "/netns.lock", O_CREAT | O_RDWR | O_CLOEXEC, 0o600)
+            if lock >= 0 { flock(lock, LOCK_EX) }
+            defer { if lock >= 0 { close(lock) } }
+            if !FileManager.default.fileExists(atPath: path) {
+                let ip = Process()
+                ip.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+                ip.arguments = ["netns", "add", namespace]
+                do { try ip.run() } catch { throw CLIError("--netns: cannot run /usr/sbin/ip to make \(path): \(error) (apt-get install iproute2)") }
+                ip.waitUntilExit()
+                // Another exec of the same mount may have made it meanwhile.
+                guard ip.terminationStatus == 0 || FileManager.default.fileExists(atPath: path) else { throw CLIError("--netns: ip netns add \(namespace) failed (status \(ip.terminationStatus))") }
+            }
+            // `ip netns add` creates the file, then mounts the namespace on it: another exec
+            // may be between the two. Wait (2 s at most) until it is a namespace (nsfs).
+            for _ in 0..<200 {
+                netnsFD = open(path, O_RDONLY | O_CLOEXEC)
+                guard netnsFD >= 0 else { throw CLIError("--netns: cannot open \(path): \(String(cString: strerror(errno)))") }
+                if mdevsim_is_namespace(netnsFD) == 1 { break }
+                close(netnsFD)
+                netnsFD = -1
+                usleep(10_000)
+            }
+            guard netnsFD >= 0 else { throw CLIError("--netns: \(path) is not a network namespace (not on nsfs); remove it, or ip netns delete \(namespace)") }
+            // The daemon's device events go into that namespace from now on.
+            do { try (path + "\n").write(toFile: root + "/.mdevsim/uevent_netns", atomically: false, encoding: .utf8) } catch {
+                throw CLIError("--netns: the mount's daemon refused \(path) for its events: \(error)")
+            }
+        }
+        var libvirtDirs: [(String, String)] = []
+        if libvirt {
+            let base = state + "/libvirt"
+            try PrivateDirectory.make(base)
+            for (name, target) in [("run", "/run/libvirt"), ("lib", "/var/lib/libvirt"), ("log", "/var/log/libvirt"), ("cache", "/var/cache/libvirt")] {
+                try PrivateDirectory.make(base + "/" + name)
+                libvirtDirs.append((base + "/" + name, target))
+            }
+            // libvirtd's pid file lives in /run itself: a private one, so it runs beside the host's.
+            let pid = base + "/libvirtd.pid"
+            if !FileManager.default.fileExists(atPath: pid) { FileManager.default.createFile(atPath: pid, contents: nil, attributes: [.posixPermissions: 0o600]) }
+            libvirtDirs.append((pid, "/run/libvirtd.pid"))
+            // Only the node-device driver: a simulated host offers nothing the others need.
+            let drivers = base + "/drivers"
+            try PrivateDirectory.make(drivers)
+            let nodedev = "/usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_nodedev.so"
+            guard FileManager.default.fileExists(atPath: nodedev) else {
+                throw CLIError("--libvirt: \(nodedev) is missing (apt-get install libvirt-daemon)")
+            }
+            if (try? FileManager.default.destinationOfSymbolicLink(atPath: drivers + "/libvirt_driver_nodedev.so")) != nodedev {
+                unlink(drivers + "/libvirt_driver_nodedev.so")
+                guard symlink(nodedev, drivers + "/libvirt_driver_nodedev.so") == 0 else { throw CLIError("--libvirt: cannot link the nodedev driver into \(drivers)") }
+            }
+            setenv("LIBVIRT_DRIVER_DIR", drivers, 1)
+        }
 
         guard linux_unshare(cloneNewNS) == 0 else {
             throw CLIError("cannot make a private mount namespace: \(String(cString: strerror(errno))); mdevsim exec needs root (CAP_SYS_ADMIN)")
@@ -86,6 +159,18 @@ struct Exec: ParsableCommand {
             try? FileManager.default.createDirectory(atPath: "/etc/mdevctl.d", withIntermediateDirectories: true)
         }
         try bind(etc, over: "/etc/mdevctl.d")
+        for (source, target) in libvirtDirs {
+            if !FileManager.default.fileExists(atPath: target) {
+                if target.hasSuffix(".pid") { FileManager.default.createFile(atPath: target, contents: nil) }
+                else { try? FileManager.default.createDirectory(atPath: target, withIntermediateDirectories: true) }
+            }
+            try bind(source, over: target)
+        }
+        if netnsFD >= 0 {
+            let rc = mdevsim_setns(netnsFD, cloneNewNet)
+            guard rc == 0 else { throw CLIError("--netns: cannot enter the network namespace: \(String(cString: strerror(-rc)))") }
+            close(netnsFD)
+        }
 
         // libudev believes only a sysfs /sys; the simulated one is FUSE (see libvirt-nodedev.md).
         setenv("SYSTEMD_DEVICE_VERIFY_SYSFS", "0", 1)
@@ -109,17 +194,23 @@ struct Exec: ParsableCommand {
     /// Where the private per-mount directories live (`MDEVSIM_STATE_DIR` for tests).
     static var stateBase: String { ProcessInfo.processInfo.environment["MDEVSIM_STATE_DIR"] ?? "/run/mdevsim" }
 
-    /// One private /etc/mdevctl.d per mount directory, so definitions persist
-    /// between calls: every level made 0700 and checked to be ours.
-    static func scratchDirectory(for root: String) throws -> String {
-        // The mount's name for reading, a hash of its path so no two mounts share one.
+    /// One private directory per mount directory (its /etc/mdevctl.d, its libvirt state),
+    /// so state persists between calls: every level made 0700 and checked to be ours.
+    static func stateDirectory(for root: String) throws -> String {
         let hash = root.utf8.reduce(0xcbf2_9ce4_8422_2325 as UInt64) { ($0 ^ UInt64($1)) &* 0x0000_0100_0000_01b3 }
         let name = (root.split(separator: "/").last.map(String.init) ?? "root").filter { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "." }
         var path = ""
-        for part in [stateBase, "exec", "\(name)-\(String(hash, radix: 16))", "mdevctl.d"] {
+        for part in [stateBase, "exec", "\(name)-\(String(hash, radix: 16))"] {
             path = path.isEmpty ? part : path + "/" + part
             try PrivateDirectory.make(path)
         }
+        return path
+    }
+
+    /// One private /etc/mdevctl.d per mount directory, so definitions persist between calls.
+    static func scratchDirectory(for root: String) throws -> String {
+        let path = try stateDirectory(for: root) + "/mdevctl.d"
+        try PrivateDirectory.make(path)
         return path
     }
 }
@@ -153,3 +244,4 @@ enum PrivateDirectory {
 // does not define; bind the symbol directly. CLONE_NEWNS from <linux/sched.h>.
 @_silgen_name("unshare") private func linux_unshare(_ flags: Int32) -> Int32
 private let cloneNewNS: Int32 = 0x0002_0000
+private let cloneNewNet: Int32 = 0x4000_0000

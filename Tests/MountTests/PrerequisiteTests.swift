@@ -15,6 +15,7 @@ struct PrerequisiteTests {
         ("/usr/bin/udevadm (apt-get install udev)", FileManager.default.isExecutableFile(atPath: "/usr/bin/udevadm")),
         ("\(qemuBinary) (apt-get install qemu-system-x86)", haveQEMU),
         ("/usr/sbin/ip (apt-get install iproute2)", FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip")),
+        ("libvirtd, virsh and virt-xml-validate (apt-get install libvirt-daemon libvirt-clients)", haveLibvirt),
     ]
 
     @Test("CI has every prerequisite", .enabled(if: isCI, "outside CI (CI=true) a suite whose prerequisite is missing is skipped instead"))

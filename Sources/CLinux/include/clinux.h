@@ -55,6 +55,10 @@ int mdevsim_eventfd_signal(int fd);
 /// A NETLINK_KOBJECT_UEVENT socket created inside the network namespace `netns_fd`
 /// (the calling thread returns to its own namespace before this returns).
 int mdevsim_uevent_socket(int netns_fd);
+/// setns(2) (GNU-only in glibc's headers): joins the namespace `fd` of type `nstype` (CLONE_NEW*).
+int mdevsim_setns(int fd, int nstype);
+/// 1 when `fd` is a namespace file (on nsfs), 0 when not, -errno on failure.
+int mdevsim_is_namespace(int fd);
 /// Sends one message to the netlink multicast group `group` (2: udev's, where libudev listens).
 int mdevsim_uevent_send(int sock, unsigned group, const void *data, size_t len);
 #endif
