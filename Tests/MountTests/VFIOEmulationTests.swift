@@ -23,6 +23,17 @@ struct VFIOEmulationTests {
         }
     }
 
+    /// Runs a Python VMM client (argv: the UUID and IOMMU group of a fresh V5_4) under exec --vfio.
+    func runClient(_ script: String) throws -> Ran {
+        try withMountedHost { h in
+            try withVFIOEmulation(h) {
+                try writeText(h.typeDir("i915-GVTg_V5_4") + "/create", uuidA)
+                let group = URL(fileURLWithPath: try readLink(h.device(uuidA) + "/iommu_group")).lastPathComponent
+                return try run(mdevsimBinary, ["exec", h.root, "--vfio", "--", "/usr/bin/python3", "-c", script, uuidA, group], timeout: 60)
+            }
+        }
+    }
+
     /// A VMM's interrupt path in a few lines of Python: INTx on an eventfd (VFIO_DEVICE_SET_IRQS),
     /// then for each interrupt: Interrupt Status in config space, GT_IIR cleared through BAR0.
     static let irqClient = """
@@ -51,16 +62,10 @@ struct VFIOEmulationTests {
 
     @Test("the model's interrupts reach a VMM's INTx eventfd; config status shows the line, clearing GT_IIR lets the next one through")
     func interrupts() throws {
-        try withMountedHost { h in
-            try withVFIOEmulation(h) {
-                try writeText(h.typeDir("i915-GVTg_V5_4") + "/create", uuidA)
-                let group = URL(fileURLWithPath: try readLink(h.device(uuidA) + "/iommu_group")).lastPathComponent
-                let r = try run(mdevsimBinary, ["exec", h.root, "--vfio", "--", "/usr/bin/python3", "-c", Self.irqClient, uuidA, group], timeout: 60)
-                #expect(r.status == 0, "\(r)")
-                #expect(r.out.contains("done 5"), "\(r)")
-                #expect(r.out.split(separator: "\n").filter { $0.hasPrefix("interrupt") }.allSatisfy { $0.contains("status_int 1") && !$0.hasSuffix("iir 0x0") }, "\(r)")
-            }
-        }
+        let r = try runClient(Self.irqClient)
+        #expect(r.status == 0, "\(r)")
+        #expect(r.out.contains("done 5"), "\(r)")
+        #expect(r.out.split(separator: "\n").filter { $0.hasPrefix("interrupt") }.allSatisfy { $0.contains("status_int 1") && !$0.hasSuffix("iir 0x0") }, "\(r)")
     }
 
     @Test("the real-device backend end to end on emulated kernels: mount --vfio-device, record, migrate through the C ioctl layer")
@@ -131,28 +136,22 @@ struct VFIOEmulationTests {
 
     @Test("container, group and fd semantics: the kernel's errnos, dup copies tracked in the range, copies outside refused")
     func containerSemantics() throws {
-        try withMountedHost { h in
-            try withVFIOEmulation(h) {
-                try writeText(h.typeDir("i915-GVTg_V5_4") + "/create", uuidA)
-                let group = URL(fileURLWithPath: try readLink(h.device(uuidA) + "/iommu_group")).lastPathComponent
-                let r = try run(mdevsimBinary, ["exec", h.root, "--vfio", "--", "/usr/bin/python3", "-c", Self.containerClient, uuidA, group], timeout: 60)
-                #expect(r.status == 0, "\(r)")
-                let lines = r.out.split(separator: "\n").map(String.init)
-                #expect(lines.contains("api 0 type1v2 1 noiommu 0"), "\(r)")
-                #expect(lines.contains("set_iommu_without_group \(EINVAL)"))
-                #expect(lines.contains("second_group_open \(EBUSY)"))
-                #expect(lines.contains("status 1") && lines.contains("status 3"))           // VIABLE, then | CONTAINER_SET
-                #expect(lines.contains("device_before_container \(EINVAL)"))
-                #expect(lines.contains("map 0 overlap \(EEXIST) unaligned \(EINVAL) split \(EINVAL) unmap 0"), "\(r)")
-                #expect(lines.contains("device_fd_in_range True"))
-                #expect(lines.contains("dup_in_range True dup_works 4"))
-                #expect(lines.contains("dup2_outside \(EBADF)"))
-                #expect(lines.contains("fdupfd True 2"))
-                #expect(lines.contains("closed_copy_gone \(EBADF)"))
-                #expect(lines.contains("bad_region \(EINVAL) mmap_bar0 \(EINVAL)"), "\(r)")
-                #expect(lines.contains("bar2_mmap True b'ABCD'"), "\(r)")
-            }
-        }
+        let r = try runClient(Self.containerClient)
+        #expect(r.status == 0, "\(r)")
+        let lines = r.out.split(separator: "\n").map(String.init)
+        #expect(lines.contains("api 0 type1v2 1 noiommu 0"), "\(r)")
+        #expect(lines.contains("set_iommu_without_group \(EINVAL)"))
+        #expect(lines.contains("second_group_open \(EBUSY)"))
+        #expect(lines.contains("status 1") && lines.contains("status 3"))           // VIABLE, then | CONTAINER_SET
+        #expect(lines.contains("device_before_container \(EINVAL)"))
+        #expect(lines.contains("map 0 overlap \(EEXIST) unaligned \(EINVAL) split \(EINVAL) unmap 0"), "\(r)")
+        #expect(lines.contains("device_fd_in_range True"))
+        #expect(lines.contains("dup_in_range True dup_works 4"))
+        #expect(lines.contains("dup2_outside \(EBADF)"))
+        #expect(lines.contains("fdupfd True 2"))
+        #expect(lines.contains("closed_copy_gone \(EBADF)"))
+        #expect(lines.contains("bad_region \(EINVAL) mmap_bar0 \(EINVAL)"), "\(r)")
+        #expect(lines.contains("bar2_mmap True b'ABCD'"), "\(r)")
     }
 
     @Test("a node that is not emulated is ENOENT with the reason, and the daemon keeps serving")
