@@ -5,7 +5,7 @@
 #   bench/run.sh [--rounds N] [--seconds S] [--quick] [--json] [--only LIST]
 #
 # LIST: comma-separated of attribute, registers, streaming, codec, scale,
-# startup, migrate, vmm (default: all). --quick: 1 round, 1 s, scale to 1,000.
+# startup, migrate, vmm, libvirt (default: all). --quick: 1 round, 1 s, scale to 1,000.
 # Servers and clients are pinned to CPU 0 and A/B runs are interleaved over
 # ROUNDS rounds (these 2-core machines are only repeatable that way); medians
 # are reported. The baseline is bench/c_attr_server.c, a minimal C libfuse
@@ -200,6 +200,37 @@ if want vmm; then
     r=""; [ -n "$qsecs" ] && r=$(ratio "$qsecs" "$msecs")
     row "QEMU migrate V5_4 v1, $WS MiB written" "$qsecs" "$msecs" "s" "$r" "<= 1.5x mdevsim migrate" "$(met "$r" "<=" 1.5)"
     row "  QEMU's downtime (its own figure)" "$(field "$Q" downtime_ms)" "$(field "$M" measured_downtime_ms)" "ms" "" "printed" "$(shown "$(field "$Q" downtime_ms)")"
+fi
+
+if want libvirt && [ -x /usr/sbin/libvirtd ]; then
+    # An unmodified libvirtd (nodedev driver) on a mount: how long until it lists a vGPU made
+    # through sysfs, and how long virsh nodedev-create takes, beside mdevsim's own create.
+    say "libvirt node devices..."
+    LV=/tmp/mdevsim-bench/libvirt; mkdir -p "$LV"; umount -l "$LV" 2>/dev/null || true
+    "$BIN" mount --daemon "$LV" >/dev/null
+    "$BIN" exec "$LV" --libvirt -- /usr/sbin/libvirtd --daemon
+    V=("$BIN" exec "$LV" --libvirt -- /usr/bin/virsh -c nodedev:///system)
+    for _ in $(seq 100); do "${V[@]}" nodedev-list >/dev/null 2>&1 && break; sleep 0.1; done
+    now() { date +%s%N; }
+    T=$LV/sys/class/mdev_bus/0000:00:02.0/mdev_supported_types/i915-GVTg_V5_4
+    create=(); seen=(); nodedev=()
+    for r in $(seq "$ROUNDS"); do
+        U=50000000-0000-4000-8000-00000000000$r
+        t0=$(now); echo "$U" > "$T/create"; t1=$(now)
+        until "${V[@]}" nodedev-list --cap mdev 2>/dev/null | grep -q "${U//-/_}"; do :; done; t2=$(now)
+        create+=($(( (t1 - t0) / 1000 ))); seen+=($(( (t2 - t0) / 1000 )))
+        echo 1 > "$LV/sys/bus/mdev/devices/$U/remove"
+        printf "<device><parent>pci_0000_00_02_0</parent><capability type='mdev'><type id='i915-GVTg_V5_4'/><uuid>%s</uuid></capability></device>\n" \
+            "${U%?}9" > "$OUT/mdev.xml"
+        t0=$(now); "${V[@]}" nodedev-create "$OUT/mdev.xml" >/dev/null; t1=$(now)
+        nodedev+=($(( (t1 - t0) / 1000 )))
+        "${V[@]}" nodedev-destroy "mdev_$(echo "${U%?}9" | tr - _)_0000_00_02_0" >/dev/null
+    done
+    kill "$(cat /run/mdevsim/exec/libvirt-*/libvirt/libvirtd.pid 2>/dev/null | head -1)" 2>/dev/null || pkill -f "^/usr/sbin/libvirtd --daemon" || true
+    "$BIN" unmount "$LV" || true
+    c=$(median "${create[@]}"); s1=$(median "${seen[@]}"); n=$(median "${nodedev[@]}")
+    row "libvirt lists a sysfs-created vGPU (after write)" "$(awk -v v="$s1" 'BEGIN{print v/1000}')" "$(awk -v v="$c" 'BEGIN{print v/1000}')" "ms" "" "<= 1000 ms" "$(met "$(awk -v v="$s1" 'BEGIN{print v/1000}')" "<=" 1000)"
+    row "  virsh nodedev-create (mdevctl, event)" "$(awk -v v="$n" 'BEGIN{print v/1000}')" "$(awk -v v="$c" 'BEGIN{print v/1000}')" "ms" "" "printed" "$(shown "$n")"
 fi
 
 if want scale; then
