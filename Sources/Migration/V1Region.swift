@@ -88,6 +88,15 @@ public final class V1Region: Sendable {
         }
     }
 
+    /// The data section itself, its first `count` bytes, for a VMM that maps it: the VFIO
+    /// emulation copies between it and the mapping at data_size, with no copy in between.
+    public func withDataSection(count: Int, _ body: (UnsafeMutableRawBufferPointer) -> Int) -> Int {
+        w.withLock { (w: inout Window) -> Int in
+            w.dirty = true
+            return w.window.withUnsafeMutableBytes { body(UnsafeMutableRawBufferPointer(rebasing: $0.prefix(min(count, V1Region.windowSize)))) }
+        }
+    }
+
     public func read(offset: Int, size: Int) throws(MigrationError) -> [UInt8] {
         do throws(MigrationError) { return try readField(offset: offset, size: size) } catch {
             device.recordError(error.message)

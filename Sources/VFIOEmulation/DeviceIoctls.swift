@@ -198,10 +198,15 @@ extension Supervisor {
                 let size = Int(Bytes(bytes).u64(0))
                 let area = r.sparse[0]
                 if size > 0, size <= area.size {
-                    var chunk = [UInt8](repeating: 0, count: size)
-                    let got = chunk.withUnsafeMutableBytes { pread(d.memfd, $0.baseAddress, size, off_t((UInt64(index) << VFIORegionOffset.shift) + UInt64(area.offset))) }
-                    guard got == size else { throw MigrationError(EIO, "cannot read the mapped migration data section") }
-                    _ = try d.device.writeBytes(region: index, offset: area.offset, chunk)
+                    let at = off_t((UInt64(index) << VFIORegionOffset.shift) + UInt64(area.offset))
+                    if let got = d.device.withSection(region: index, offset: area.offset, count: size, { pread(d.memfd, $0.baseAddress, size, at) }) {
+                        guard got == size else { throw MigrationError(EIO, "cannot read the mapped migration data section") }
+                    } else {
+                        var chunk = [UInt8](repeating: 0, count: size)
+                        let got = chunk.withUnsafeMutableBytes { pread(d.memfd, $0.baseAddress, size, at) }
+                        guard got == size else { throw MigrationError(EIO, "cannot read the mapped migration data section") }
+                        _ = try d.device.writeBytes(region: index, offset: area.offset, chunk)
+                    }
                 }
             }
             let written = try d.device.writeBytes(region: index, offset: at, bytes)
@@ -213,8 +218,12 @@ extension Supervisor {
             let size = Int(Bytes(out).u64(0))
             let area = r.sparse[0]
             if size > 0, size <= area.size {
-                let chunk = try d.device.readBytes(region: index, offset: area.offset, count: size)
-                let put = chunk.withUnsafeBytes { pwrite(d.memfd, $0.baseAddress, size, off_t((UInt64(index) << VFIORegionOffset.shift) + UInt64(area.offset))) }
+                let at = off_t((UInt64(index) << VFIORegionOffset.shift) + UInt64(area.offset))
+                var put = d.device.withSection(region: index, offset: area.offset, count: size) { pwrite(d.memfd, $0.baseAddress, size, at) }
+                if put == nil {
+                    let chunk = try d.device.readBytes(region: index, offset: area.offset, count: size)
+                    put = chunk.withUnsafeBytes { pwrite(d.memfd, $0.baseAddress, size, at) }
+                }
                 guard put == size else { throw MigrationError(EIO, "cannot fill the mapped migration data section") }
             }
         }

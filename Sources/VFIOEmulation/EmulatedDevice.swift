@@ -76,6 +76,9 @@ public protocol EmulatedVFIODevice: AnyObject, Sendable {
     /// A trapped region's bytes; returns the count read.
     func read(region: Int, offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws(MigrationError) -> Int
     func write(region: Int, offset: Int, _ bytes: UnsafeRawBufferPointer) throws(MigrationError) -> Int
+    /// Direct access to a trapped region's bytes at `offset` (a v1 data section), when the
+    /// device keeps them in memory; nil when it does not (the emulation reads and writes instead).
+    func withSection(region: Int, offset: Int, count: Int, _ body: (UnsafeMutableRawBufferPointer) -> Int) -> Int?
     /// VFIO_DEVICE_RESET.
     func reset() throws(MigrationError)
     /// The v2 migration uAPI (VFIO_DEVICE_FEATURE); nil for a device without it.
@@ -94,6 +97,8 @@ public protocol VFIOBackend: AnyObject, Sendable {
 }
 
 extension EmulatedVFIODevice {
+    public func withSection(region: Int, offset: Int, count: Int, _ body: (UnsafeMutableRawBufferPointer) -> Int) -> Int? { nil }
+
     /// `count` bytes of a trapped region (fewer at its end).
     func readBytes(region: Int, offset: Int, count: Int) throws(MigrationError) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: count)

@@ -77,6 +77,11 @@ final class EmulatedVGPU: EmulatedVFIODevice {
 
     func reset() throws(MigrationError) { device.reset() }
 
+    func withSection(region: Int, offset: Int, count: Int, _ body: (UnsafeMutableRawBufferPointer) -> Int) -> Int? {
+        guard let file = files[region], case .migration(let v1) = file.kind, offset == V1Region.dataOffset else { return nil }
+        return v1.withDataSection(count: count, body)
+    }
+
     var migration: (any MigrationEndpoint)? { v1 ? nil : device }
 
     /// The model latches interrupts as its workload runs, which it does lazily, when touched:
