@@ -57,6 +57,7 @@ public final class SysfsView: MdevBusObserver, @unchecked Sendable {
         try PCIFunctionFiles.addBusFiles(in: try c.directories("sys/bus/mdev"), &c)
         try PCIFunctionFiles.addBusFiles(in: try c.directories("sys/bus/pci"), &c)
         try PCIFunctionFiles.addDriverFiles(in: driverDir, module: mdevDriver == "vfio_mdev" ? "vfio_mdev" : "kvmgt", &c)
+        try DMIFiles.add(relay: events, &c)
         for parent in bus.parents {
             let p = parent.config
             let rootBus = try c.directories("sys/devices/\(parent.address.rootBus)")

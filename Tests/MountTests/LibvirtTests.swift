@@ -91,6 +91,9 @@ struct LibvirtTests {
             try xml.out.write(toFile: file, atomically: true, encoding: .utf8)
             let valid = try run("/usr/bin/virt-xml-validate", [file, "nodedev"])
             #expect(valid.status == 0, "\(valid)")
+            // The host itself, from sys/devices/virtual/dmi/id.
+            let computer = try virsh.virsh("nodedev-dumpxml", "computer")
+            #expect(computer.out.contains("<vendor>Dell Inc.</vendor>") && computer.out.contains("<product>Precision 3520</product>"), "\(computer)")
         }
     }
 
