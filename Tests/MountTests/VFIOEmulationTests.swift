@@ -228,12 +228,14 @@ struct QEMUTests {
         ["-device", "vfio-pci,sysfsdev=/sys/bus/mdev/devices/\(uuid),x-enable-migration=on,id=gpu"] + (port.map { ["-incoming", "tcp:127.0.0.1:\($0)"] } ?? [])
     }
 
-    @Test("QEMU's own v1 migration moves a running vGPU to a second QEMU: completed, downtime reported, the same device state")
-    func liveMigration() throws {
+    /// Two V5_4s (uuidA, uuidB) on the v1 host, a running QEMU on each, the second waiting on
+    /// `-incoming tcp:127.0.0.1:PORT`, both with the return path.
+    func withMigrationPair(faults: String? = nil, _ body: (MountedHost, QEMU, QEMU, Int) throws -> Void) throws {
         try withMountedHost(Self.v1Host) { h in
             try withVFIOEmulation(h) {
                 try writeText(h.typeDir("i915-GVTg_V5_4") + "/create", uuidA)
                 try writeText(h.typeDir("i915-GVTg_V5_4") + "/create", uuidB)
+                if let faults { try writeText(h.root + "/.mdevsim/faults", faults) }
                 let port = freePort()
                 let src = try QEMU(root: h.root, arguments: gpu(uuidA), paused: false)
                 defer { src.stop() }
@@ -241,49 +243,44 @@ struct QEMUTests {
                 defer { dst.stop() }
                 try src.returnPath()
                 try dst.returnPath()
-                // After QEMU's realize and system reset (VFIO_DEVICE_RESET), as a guest would.
-                try writeText(h.vfio(uuidA) + "/workload/step", "50")
-                #expect(try bar0(h, uuidA, write: 0x0064_0032) == 0x0064_0032)
-                let r = try src.migrate(to: "tcp:127.0.0.1:\(port)")
-                #expect(r["status"] as? String == "completed", "\(r)\n\(src.output)\n\(dst.output)")
-                let downtime = r["downtime"] as? Int
-                #expect(downtime != nil)
-                print("QEMU migration of a V5_4 (v1): total \(r["total-time"] ?? "?") ms, downtime \(downtime ?? -1) ms")
-                #expect(waitFor({ dst.status == "running" }, seconds: 10))
-                #expect(try bar0(h, uuidB) == 0x0064_0032)
-                #expect(try readText(h.vfio(uuidA) + "/workload/ticks") == "50\n")
-                #expect(try readText(h.vfio(uuidB) + "/workload/ticks") == "50\n")
-                // QEMU restores config space after loading the device (vfio_pci_load_config): the
-                // command register and BARs it writes are the source's, so nothing differs.
-                #expect(try readText(h.vfio(uuidA) + "/state_digest") == (try readText(h.vfio(uuidB) + "/state_digest")))
-                #expect(try readText(h.vfio(uuidB) + "/migration/error").isEmpty)
+                try body(h, src, dst, port)
             }
+        }
+    }
+
+    @Test("QEMU's own v1 migration moves a running vGPU to a second QEMU: completed, downtime reported, the same device state")
+    func liveMigration() throws {
+        try withMigrationPair { h, src, dst, port in
+            // After QEMU's realize and system reset (VFIO_DEVICE_RESET), as a guest would.
+            try writeText(h.vfio(uuidA) + "/workload/step", "50")
+            #expect(try bar0(h, uuidA, write: 0x0064_0032) == 0x0064_0032)
+            let r = try src.migrate(to: "tcp:127.0.0.1:\(port)")
+            #expect(r["status"] as? String == "completed", "\(r)\n\(src.output)\n\(dst.output)")
+            let downtime = r["downtime"] as? Int
+            #expect(downtime != nil)
+            print("QEMU migration of a V5_4 (v1): total \(r["total-time"] ?? "?") ms, downtime \(downtime ?? -1) ms")
+            #expect(waitFor({ dst.status == "running" }, seconds: 10))
+            #expect(try bar0(h, uuidB) == 0x0064_0032)
+            #expect(try readText(h.vfio(uuidA) + "/workload/ticks") == "50\n")
+            #expect(try readText(h.vfio(uuidB) + "/workload/ticks") == "50\n")
+            // QEMU restores config space after loading the device (vfio_pci_load_config): the
+            // command register and BARs it writes are the source's, so nothing differs.
+            #expect(try readText(h.vfio(uuidA) + "/state_digest") == (try readText(h.vfio(uuidB) + "/state_digest")))
+            #expect(try readText(h.vfio(uuidB) + "/migration/error").isEmpty)
         }
     }
 
     @Test("a destination that refuses the resume fails QEMU's migration, and the source guest keeps running")
     func refusedResume() throws {
-        try withMountedHost(Self.v1Host) { h in
-            try withVFIOEmulation(h) {
-                try writeText(h.typeDir("i915-GVTg_V5_4") + "/create", uuidA)
-                try writeText(h.typeDir("i915-GVTg_V5_4") + "/create", uuidB)
-                try writeText(h.root + "/.mdevsim/faults", "device=\(uuidB) resume=reject once=true")
-                let port = freePort()
-                let src = try QEMU(root: h.root, arguments: gpu(uuidA), paused: false)
-                defer { src.stop() }
-                let dst = try QEMU(root: h.root, arguments: gpu(uuidB, incoming: port), paused: false)
-                defer { dst.stop() }
-                try src.returnPath()
-                try dst.returnPath()
-                let before = try readText(h.vfio(uuidA) + "/state_digest")
-                let r = try src.migrate(to: "tcp:127.0.0.1:\(port)")
-                #expect(r["status"] as? String == "failed", "\(r)")
-                #expect(waitFor({ src.status == "running" }, seconds: 10), "the source must run on after a failed migration")
-                #expect(try readText(h.vfio(uuidA) + "/workload/running") == "1\n")
-                #expect(try readText(h.vfio(uuidA) + "/state_digest") == before)
-                #expect(try readText(h.vfio(uuidB) + "/migration/error").contains("refused"))
-                #expect(dst.output.contains("vfio") || !dst.process.isRunning, "\(dst.output)")
-            }
+        try withMigrationPair(faults: "device=\(uuidB) resume=reject once=true") { h, src, dst, port in
+            let before = try readText(h.vfio(uuidA) + "/state_digest")
+            let r = try src.migrate(to: "tcp:127.0.0.1:\(port)")
+            #expect(r["status"] as? String == "failed", "\(r)")
+            #expect(waitFor({ src.status == "running" }, seconds: 10), "the source must run on after a failed migration")
+            #expect(try readText(h.vfio(uuidA) + "/workload/running") == "1\n")
+            #expect(try readText(h.vfio(uuidA) + "/state_digest") == before)
+            #expect(try readText(h.vfio(uuidB) + "/migration/error").contains("refused"))
+            #expect(dst.output.contains("vfio") || !dst.process.isRunning, "\(dst.output)")
         }
     }
 
