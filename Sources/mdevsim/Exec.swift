@@ -30,6 +30,12 @@ struct Exec: ParsableCommand {
 
           mdevsim exec /tmp/mdev --vfio -- qemu-system-x86_64 -M q35 -nodefaults \\
               -display none -device vfio-pci,sysfsdev=/sys/bus/mdev/devices/UUID
+
+        With --libvirt an unmodified libvirtd manages the simulated host in isolation
+        (its state private to DIR, device events in its own network namespace):
+
+          mdevsim exec /tmp/mdev --libvirt -- libvirtd --daemon
+          mdevsim exec /tmp/mdev --libvirt -- virsh -c nodedev:///system nodedev-list --cap mdev_types
         """
     )
 
