@@ -35,7 +35,8 @@ struct Exec: ParsableCommand {
         (its state private to DIR, device events in its own network namespace):
 
           mdevsim exec /tmp/mdev --libvirt -- libvirtd --daemon
-          mdevsim exec /tmp/mdev --libvirt -- virsh -c nodedev:///system nodedev-list --cap mdev_types
+          mdevsim exec /tmp/mdev --libvirt -- virsh -c nodedev:///system \\
+              nodedev-list --cap mdev_types
         """
     )
 
