@@ -139,6 +139,9 @@ public struct ParentConfig: Codable, Sendable, Equatable {
     /// vGPU ids are 1..<maxVGPUs (GVT_MAX_VGPU is 8: ids 1-7).
     public var maxVGPUs = 8
     public var iommuGroup: Int?
+    /// The function's NUMA node (`numa_node`): -1, none, as an iGPU without ACPI _PXM has;
+    /// 0 or more for a host whose firmware gives one (libvirt then shows `<numa node=.../>`).
+    public var numaNode = -1
     /// The parent driver's version, `x.y.z`, for migration compatibility.
     public var driverVersion = "1.0.0"
     public var types: [VGPUTypeConfig] = VGPUTypeConfig.gvtDefaults
@@ -151,7 +154,7 @@ public struct ParentConfig: Codable, Sendable, Equatable {
         case subsystemVendor = "subsystem_vendor", subsystemDevice = "subsystem_device", pciClass = "class"
         case typePrefix = "type_prefix", apertureMB = "aperture_mb", hiddenMB = "hidden_mb"
         case hostLowGMMB = "host_low_gm_mb", hostHighGMMB = "host_high_gm_mb", hostFences = "host_fences"
-        case maxVGPUs = "max_vgpus", iommuGroup = "iommu_group", driverVersion = "driver_version"
+        case maxVGPUs = "max_vgpus", iommuGroup = "iommu_group", driverVersion = "driver_version", numaNode = "numa_node"
     }
 
     public init(from decoder: Decoder) throws {
@@ -166,7 +169,7 @@ public struct ParentConfig: Codable, Sendable, Equatable {
         try opt(.driver, &p.driver); try opt(.typePrefix, &p.typePrefix)
         try opt(.apertureMB, &p.apertureMB); try opt(.hiddenMB, &p.hiddenMB); try opt(.fences, &p.fences)
         try opt(.hostLowGMMB, &p.hostLowGMMB); try opt(.hostHighGMMB, &p.hostHighGMMB)
-        try opt(.hostFences, &p.hostFences); try opt(.maxVGPUs, &p.maxVGPUs)
+        try opt(.hostFences, &p.hostFences); try opt(.maxVGPUs, &p.maxVGPUs); try opt(.numaNode, &p.numaNode)
         try opt(.driverVersion, &p.driverVersion); try opt(.types, &p.types); try opt(.workload, &p.workload)
         p.iommuGroup = try c.decodeIfPresent(Int.self, forKey: .iommuGroup)
         self = p
@@ -236,7 +239,7 @@ public struct HostConfig: Codable, Sendable, Equatable {
             "subsystem_device": .scalar(.hex), "class": .scalar(.hex), "revision": .scalar(.hex), "driver": .scalar(.text),
             "type_prefix": .scalar(.text), "aperture_mb": .scalar(.integer), "hidden_mb": .scalar(.integer), "fences": .scalar(.integer),
             "host_low_gm_mb": .scalar(.integer), "host_high_gm_mb": .scalar(.integer), "host_fences": .scalar(.integer),
-            "max_vgpus": .scalar(.integer), "iommu_group": .scalar(.integer), "driver_version": .scalar(.text),
+            "max_vgpus": .scalar(.integer), "iommu_group": .scalar(.integer), "driver_version": .scalar(.text), "numa_node": .scalar(.integer),
             "types": .list(type), "workload": workload,
         ])
         return .mapping(["parents": .list(parent), "kernel": .scalar(.text)])
@@ -312,6 +315,9 @@ public struct HostConfig: Codable, Sendable, Equatable {
             }
             guard p.apertureMB > p.hostLowGMMB, p.hiddenMB > p.hostHighGMMB, p.fences > p.hostFences else {
                 throw ConfigError("\(at): aperture_mb, hidden_mb and fences must exceed what the host keeps (host_low_gm_mb, host_high_gm_mb, host_fences)")
+            }
+            guard (-1...1023).contains(p.numaNode) else {
+                throw ConfigError("\(at): numa_node is \(p.numaNode); it must be -1 (none) or a node 0...1023")
             }
             guard (2...HostConfig.maxVGPUsPerParent + 1).contains(p.maxVGPUs) else {
                 throw ConfigError("\(at): max_vgpus must be between 2 and \(HostConfig.maxVGPUsPerParent + 1)")

@@ -76,7 +76,7 @@ enum PCIFunctionFiles {
         try c.attribute("broken_parity_status", in: dir, flag("0"), permissions: 0o644)
         try c.attribute("msi_bus", in: dir, flag("1"), permissions: 0o644)
         try c.attribute("d3cold_allowed", in: dir, flag("1"), permissions: 0o644)
-        try c.attribute("numa_node", in: dir, number("-1", range: -1...1023), permissions: 0o644)
+        try c.attribute("numa_node", in: dir, number(String(p.numaNode), range: -1...1023), permissions: 0o644)
         try c.attribute("driver_override", in: dir, text("(null)"), permissions: 0o644)
         let cpus = max(1, ProcessInfo.processInfo.processorCount)
         try c.attribute("local_cpulist", in: dir, .constant(cpus == 1 ? "0\n" : "0-\(cpus - 1)\n"))

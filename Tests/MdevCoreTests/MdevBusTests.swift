@@ -138,6 +138,7 @@ struct HostConfigTests {
         ("parents: [{address: '0000:00:02.0', aperture_mb: 768}]", "aperture_mb 768 is not a power of two"),
         ("parents: [{address: '0000:00:02.0', aperture_mb: 1024, hidden_mb: 4096}]", "more than gen9's 4096 MB of GGTT space (hidden_mb at most 3072)"),
         ("parents: [{address: '0000:00:02.0', driver_version: '1.0'}]", "driver_version must be x.y.z"),
+        ("parents: [{address: '0000:00:02.0', numa_node: -2}]", "numa_node is -2; it must be -1 (none) or a node 0...1023"),
         ("parents: [{address: '0000:00:02.0', device: 'zz'}]", "parents[0].device: expected a number or hex such as 0x591d, got 'zz'"),
         ("parents: [{address: '0000:00:02.0', aperture: 1024}]", "parents[0]: unknown key 'aperture'; did you mean 'aperture_mb'?"),
         ("parents: [{address: '0000:00:02.0', apperture_mb: 1024}]", "did you mean 'aperture_mb'?"),

@@ -198,4 +198,19 @@ struct HostFidelityTests {
             #expect(compared > 20)
         }
     }
+
+    @Test("numa_node is -1 as an iGPU has, or the config's node")
+    func numaNode() throws {
+        try withMountedHost { h in
+            let text = try readText(h.parent + "/numa_node")
+            #expect(text == "-1\n")
+        }
+        var parent = ParentConfig(address: "0000:00:02.0")
+        parent.numaNode = 0
+        try withMountedHost(HostConfig(parents: [parent])) { h in
+            let text = try readText(h.parent + "/numa_node")
+            #expect(text == "0\n")
+        }
+    }
 }
+

@@ -76,8 +76,9 @@ struct LibvirtTests {
             let list = try virsh.virsh("nodedev-list", "--cap", "mdev_types")
             #expect(list.status == 0 && list.out.contains("pci_0000_00_02_0"), "\(list)")
             try writeText(h.typeDir("i915-GVTg_V5_4") + "/create", uuidA)
-            // An iGPU has no proximity domain (numa_node -1, no <numa>); as on a real host, root may
-            // set one, and libvirt reads it as its fixtures for NUMA hosts show it.
+            // An iGPU has no proximity domain (numa_node -1, no <numa>; the config's numa_node gives
+            // one); as on a real host, root may set one, and libvirt reads it as its NUMA fixtures show.
+            #expect(try readText(h.parent + "/numa_node") == "-1\n")
             try writeText(h.parent + "/numa_node", "0")
             try writeText(h.parent + "/uevent", "change")          // what udevadm trigger does; libvirt reads the device again
             usleep(300_000)
