@@ -195,19 +195,7 @@ extension Supervisor {
                 d.sectionWritten = false
             } else if v1Sync {
                 // Resuming: the VMM filled the mapped data section; hand it to the device before data_size.
-                let size = Int(Bytes(bytes).u64(0))
-                let area = r.sparse[0]
-                if size > 0, size <= area.size {
-                    let at = off_t((UInt64(index) << VFIORegionOffset.shift) + UInt64(area.offset))
-                    if let got = d.device.withSection(region: index, offset: area.offset, count: size, { pread(d.memfd, $0.baseAddress, size, at) }) {
-                        guard got == size else { throw MigrationError(EIO, "cannot read the mapped migration data section") }
-                    } else {
-                        var chunk = [UInt8](repeating: 0, count: size)
-                        let got = chunk.withUnsafeMutableBytes { pread(d.memfd, $0.baseAddress, size, at) }
-                        guard got == size else { throw MigrationError(EIO, "cannot read the mapped migration data section") }
-                        _ = try d.device.writeBytes(region: index, offset: area.offset, chunk)
-                    }
-                }
+                try syncDataSection(d, index, r.sparse[0], size: Int(Bytes(bytes).u64(0)), toMapping: false)
             }
             let written = try d.device.writeBytes(region: index, offset: at, bytes)
             return .value(Int64(written))
@@ -215,20 +203,28 @@ extension Supervisor {
         let out = try d.device.readBytes(region: index, offset: at, count: n)
         if v1Sync {
             // Saving: data_size says a chunk is in the data section; copy it where the VMM has it mapped.
-            let size = Int(Bytes(out).u64(0))
-            let area = r.sparse[0]
-            if size > 0, size <= area.size {
-                let at = off_t((UInt64(index) << VFIORegionOffset.shift) + UInt64(area.offset))
-                var put = d.device.withSection(region: index, offset: area.offset, count: size) { pwrite(d.memfd, $0.baseAddress, size, at) }
-                if put == nil {
-                    let chunk = try d.device.readBytes(region: index, offset: area.offset, count: size)
-                    put = chunk.withUnsafeBytes { pwrite(d.memfd, $0.baseAddress, size, at) }
-                }
-                guard put == size else { throw MigrationError(EIO, "cannot fill the mapped migration data section") }
-            }
+            try syncDataSection(d, index, r.sparse[0], size: Int(Bytes(out).u64(0)), toMapping: true)
         }
         try mem.write(buffer, out)
         return .value(Int64(out.count))
+    }
+
+    /// Copies `size` bytes between the device's v1 data section and the VMM's mapping of it
+    /// (the device fd's memfd at the sparse area): to the mapping after a save's data_size,
+    /// from it before a resume's. A size of 0 or beyond the area moves nothing (the device
+    /// refuses such a data_size itself).
+    func syncDataSection(_ d: DeviceHandle, _ index: Int, _ area: VFIORegion.SparseArea, size: Int, toMapping: Bool) throws(MigrationError) {
+        guard size > 0, size <= area.size else { return }
+        let at = off_t((UInt64(index) << VFIORegionOffset.shift) + UInt64(area.offset))
+        let moved = d.device.withSection(region: index, offset: area.offset, count: size) {
+            toMapping ? pwrite(d.memfd, $0.baseAddress, size, at) : pread(d.memfd, $0.baseAddress, size, at)
+        }
+        guard let moved else {
+            throw MigrationError(EIO, "\(d.device.name) offers region \(index)'s data section for mapping but no direct access to it")
+        }
+        guard moved == size else {
+            throw MigrationError(EIO, toMapping ? "cannot fill the mapped migration data section" : "cannot read the mapped migration data section")
+        }
     }
 
     func stream(_ file: EmulatedFile, write: Bool, buffer: UInt64, count: Int, _ mem: CallerMemory) throws(MigrationError) -> Reply {

@@ -76,8 +76,8 @@ public protocol EmulatedVFIODevice: AnyObject, Sendable {
     /// A trapped region's bytes; returns the count read.
     func read(region: Int, offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws(MigrationError) -> Int
     func write(region: Int, offset: Int, _ bytes: UnsafeRawBufferPointer) throws(MigrationError) -> Int
-    /// Direct access to a trapped region's bytes at `offset` (a v1 data section), when the
-    /// device keeps them in memory; nil when it does not (the emulation reads and writes instead).
+    /// Direct access to a trapped region's bytes at `offset`: a device that offers a v1
+    /// data section as a sparse-mmap area must give it (nil: it keeps no such bytes).
     func withSection(region: Int, offset: Int, count: Int, _ body: (UnsafeMutableRawBufferPointer) -> Int) -> Int?
     /// VFIO_DEVICE_RESET.
     func reset() throws(MigrationError)
