@@ -57,7 +57,8 @@ enum FuzzDevice {
                                                     ("fences", "4"), ("resolution", "64x32")])
 
     static func make(seed: UInt64 = 1, policy: ResumeFailurePolicy = .keep) -> MigrationDevice {
-        let geometry = VGPUGeometry(lowGMBytes: 2 << 20, highGMBytes: 2 << 20, fences: 4, width: 64, height: 32, vgpuID: 1)
+        let geometry = VGPUGeometry(lowGMBytes: 2 << 20, highGMBytes: 2 << 20, fences: 4, width: 64, height: 32, vgpuID: 1,
+                                    apertureBytes: ContentCheck.aperture(lowGMBytes: 2 << 20))
         let gpu = VGPU(uuid: "fuzz-\(seed)", geometry: geometry,
                        workload: WorkloadConfig(seed: seed, dirtyRateMBps: 1, workingSetMiB: 1, clock: .stepped))
         return MigrationDevice(gpu: gpu, identity: identity, resumeFailure: policy)

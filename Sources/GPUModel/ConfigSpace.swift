@@ -1,11 +1,9 @@
-/// A vGPU's 256-byte PCI configuration space: a type-0 header with BARs that
-/// size like real ones, a PM → MSI capability list, and per-byte masks that make
-/// read-only bits read-only, RW1C bits write-1-to-clear and reserved bits keep
-/// their value.
+/// A PCI configuration space of 4096 bytes (PCI_CFG_SPACE_EXP_SIZE, as GVT-g
+/// gives a vGPU) with per-byte masks that make read-only bits read-only, RW1C
+/// bits write-1-to-clear and reserved bits keep their value, and BARs that
+/// size like real ones. `HostFunction` builds the host's and each vGPU's.
 public struct ConfigSpace: Sendable, Equatable {
-    public static let size = 256
-    public static let pmCapability = 0x40
-    public static let msiCapability = 0x50
+    public static let size = 4096
 
     public private(set) var bytes: [UInt8]
     let resetBytes: [UInt8]
@@ -16,58 +14,12 @@ public struct ConfigSpace: Sendable, Equatable {
     /// Size masks of BAR0..BAR5 (0 = unimplemented); 64-bit BARs use two slots.
     let barMasks: [UInt32]
 
-    /// A config space from its bytes and masks (`HostFunction` builds the host's).
     init(bytes: [UInt8], writable: [UInt8], clearOnOne: [UInt8], barMasks: [UInt32]) {
         self.bytes = bytes
         resetBytes = bytes
         self.writable = writable
         self.clearOnOne = clearOnOne
         self.barMasks = barMasks
-    }
-
-    public init(geometry g: VGPUGeometry, bar0Size: Int, bar2Size: Int) {
-        var b = [UInt8](repeating: 0, count: 256)
-        var w = [UInt8](repeating: 0, count: 256)
-        var c = [UInt8](repeating: 0, count: 256)
-        func put(_ o: Int, _ v: UInt32, _ n: Int) { for i in 0..<n { b[o + i] = UInt8((v >> (8 * UInt32(i))) & 0xff) } }
-        func mask(_ m: inout [UInt8], _ o: Int, _ v: UInt32, _ n: Int) { for i in 0..<n { m[o + i] = UInt8((v >> (8 * UInt32(i))) & 0xff) } }
-        put(0x00, UInt32(g.vendorID), 2)
-        put(0x02, UInt32(g.deviceID), 2)
-        mask(&w, 0x04, 0x0547, 2)              // command: IO, MEM, BM, parity, SERR, INTx disable
-        put(0x06, 0x0010, 2)                   // status: capabilities list
-        mask(&c, 0x06, 0xf900, 2)              // status error bits are RW1C
-        b[0x08] = g.revision
-        put(0x09, 0x030000, 3)                 // class: VGA-compatible display controller
-        mask(&w, 0x0c, 0xff, 1)                // cache line size
-        // BAR0: 64-bit memory (MMIO + GGTT); BAR2: 64-bit prefetchable aperture.
-        put(0x10, 0x4, 4)
-        put(0x18, 0xc, 4)
-        put(0x2c, UInt32(g.subsystemVendorID), 2)
-        put(0x2e, UInt32(g.subsystemID), 2)
-        b[0x34] = UInt8(ConfigSpace.pmCapability)
-        mask(&w, 0x3c, 0xff, 1)                // interrupt line
-        b[0x3d] = 0x01                         // INTA#
-        // PM capability: PMC read-only; PMCSR power state RW, PME_En RW, PME_Status RW1C.
-        let pm = ConfigSpace.pmCapability
-        b[pm] = 0x01; b[pm + 1] = UInt8(ConfigSpace.msiCapability)
-        put(pm + 2, 0x0022, 2)
-        mask(&w, pm + 4, 0x0103, 2)
-        mask(&c, pm + 4, 0x8000, 2)
-        // MSI capability, 32-bit address, one vector: enable RW; address and data RW.
-        let msi = ConfigSpace.msiCapability
-        b[msi] = 0x05; b[msi + 1] = 0x00
-        mask(&w, msi + 2, 0x0001, 2)
-        mask(&w, msi + 4, 0xffff_fffc, 4)
-        mask(&w, msi + 8, 0xffff, 2)
-        bytes = b
-        resetBytes = b
-        writable = w
-        clearOnOne = c
-        var bars = [UInt32](repeating: 0, count: 6)
-        let m0 = ~UInt64(bar0Size - 1), m2 = ~UInt64(bar2Size - 1)
-        bars[0] = UInt32(m0 & 0xffff_fff0); bars[1] = UInt32(m0 >> 32)
-        bars[2] = UInt32(m2 & 0xffff_fff0); bars[3] = UInt32(m2 >> 32)
-        barMasks = bars
     }
 
     /// Reads `size` bytes (1, 2 or 4, naturally aligned) as a little-endian value.
@@ -138,6 +90,43 @@ public struct ConfigSpace: Sendable, Equatable {
             }
         }
         return nil
+    }
+
+    /// The offset of capability `id` in the standard list, or nil.
+    public func capability(_ id: UInt8) -> Int? {
+        var at = Int(bytes[0x34]) & ~3, seen = 0
+        while at >= 0x40, at < 0x100, seen < 48 {
+            if bytes[at] == id { return at }
+            at = Int(bytes[at + 1]) & ~3; seen += 1
+        }
+        return nil
+    }
+
+    /// This device's config bytes for a config saved by stream format 1.0: 256 bytes
+    /// laid out as mdevsim's first vGPU (PM capability at 0x40, MSI at 0x50). What
+    /// software set there (command, status errors, BAR addresses, cache line,
+    /// interrupt line, power state, MSI enable, address and data) is carried into
+    /// this layout through the write masks, as if the guest had written it. nil
+    /// when `old` is not that layout.
+    public func converting(legacy old: [UInt8]) -> [UInt8]? {
+        guard old.count == 256, old[0x34] == 0x40, old[0x40] == 0x01, old[0x41] == 0x50, old[0x50] == 0x05,
+              let pm = capability(0x01), let msi = capability(0x05) else { return nil }
+        func value(_ o: Int, _ n: Int) -> UInt32 { (0..<n).reduce(0) { $0 | UInt32(old[o + $1]) << (8 * UInt32($1)) } }
+        var c = self
+        c.reset()
+        c.write(offset: 0x04, size: 2, value: value(0x04, 2))
+        c.write(offset: 0x0c, size: 1, value: value(0x0c, 1))
+        c.write(offset: 0x3c, size: 1, value: value(0x3c, 1))
+        for bar in stride(from: 0x10, to: 0x28, by: 4) where c.barMasks[(bar - 0x10) / 4] != 0 {
+            c.write(offset: bar, size: 4, value: value(bar, 4))
+        }
+        c.write(offset: pm + 4, size: 2, value: value(0x44, 2) & 0x0103)
+        c.write(offset: msi + 2, size: 2, value: value(0x52, 2))
+        c.write(offset: msi + 4, size: 4, value: value(0x54, 4))
+        c.write(offset: msi + 8, size: 2, value: value(0x58, 2))
+        // Bits the device had set for software to clear (status errors, PME status).
+        for (from, to) in [(0x06, 0x06), (0x07, 0x07), (0x45, pm + 5)] { c.bytes[to] |= old[from] & c.clearOnOne[to] }
+        return c.bytes
     }
 
     /// Device-side status changes (errors the model signals).

@@ -36,8 +36,10 @@ public struct Hardware: Sendable {
     public let table: RegisterTable
     public let bar0Size: Int
     public let ggttOffset: Int
-    /// BAR2 (the aperture onto low GM): the low GM size rounded up to a power of two.
+    /// BAR2: the host's whole aperture, as GVT-g sizes it; the vGPU's low GM is its slice.
     public let apertureSize: Int
+    /// Table indices of PVINFO's GM bases: the guest's view of where its GM sits.
+    let lowBaseIndex: Int, highBaseIndex: Int
     public var config: ConfigSpace
     /// Interrupts signalled so far (bits newly latched in an IIR); not device state, a count.
     public internal(set) var interruptsRaised: UInt64 = 0
@@ -55,11 +57,27 @@ public struct Hardware: Sendable {
         table = RegisterTable.gvt(geometry)
         bar0Size = GPULayout.bar0Size(for: geometry)
         ggttOffset = GPULayout.ggttOffset(for: geometry)
-        var aperture = 1 << 20
-        while UInt64(aperture) < geometry.lowGMBytes { aperture <<= 1 }
-        apertureSize = aperture
-        config = ConfigSpace(geometry: geometry, bar0Size: bar0Size, bar2Size: aperture)
+        apertureSize = Int(geometry.apertureBytes)
+        config = HostFunction.vgpuConfigSpace(geometry)
         registers = table.registers.map(\.reset)
+        lowBaseIndex = table.index(named: "VGT_LOW_GM_BASE")!
+        highBaseIndex = table.index(named: "VGT_HIGH_GM_BASE")!
+    }
+
+    /// Where the guest's low and high GM start (PVINFO): the device's placement,
+    /// or the source's after a resume (the guest keeps the addresses it was given).
+    public var guestLowGMBase: UInt64 { registers[lowBaseIndex] }
+    public var guestHighGMBase: UInt64 { registers[highBaseIndex] }
+
+    /// The vGPU's own GGTT slot (0..<gmPages: low GM, then high GM) for the GGTT entry
+    /// of GM page `page`, or nil for a page outside the vGPU's ranges.
+    @inline(__always)
+    func ggttSlot(page: UInt64) -> UInt32? {
+        let low = registers[lowBaseIndex] >> 12, high = registers[highBaseIndex] >> 12
+        let lowPages = geometry.lowGMBytes >> 12, highPages = geometry.highGMBytes >> 12
+        if page >= low, page - low < lowPages { return UInt32(page - low) }
+        if page >= high, page - high < highPages { return UInt32(lowPages + page - high) }
+        return nil
     }
 
     public var ggttEntries: Int { geometry.gmPages }
@@ -91,8 +109,9 @@ public struct Hardware: Sendable {
     public func readBAR0(offset: Int, size: Int) throws(AccessError) -> UInt64 {
         try checkBAR0(offset: offset, size: size)
         if offset >= ggttOffset {
-            let index = (offset - ggttOffset) / GPULayout.pteSize
-            let pte = ggtt[UInt32(index)] ?? 0
+            // Outside the vGPU's ranges an entry reads as zero (GVT-g's emulate_ggtt_mmio_read).
+            guard let slot = ggttSlot(page: UInt64((offset - ggttOffset) / GPULayout.pteSize)) else { return 0 }
+            let pte = ggtt[slot] ?? 0
             return size == 8 ? pte : (pte >> (UInt64(offset % 8) * 8)) & 0xffff_ffff
         }
         if let i = table.index(at: offset), table.registers[i].width == size { return registers[i] }
@@ -107,7 +126,8 @@ public struct Hardware: Sendable {
     public mutating func writeBAR0(offset: Int, size: Int, value: UInt64) throws(AccessError) {
         try checkBAR0(offset: offset, size: size)
         if offset >= ggttOffset {
-            let index = UInt32((offset - ggttOffset) / GPULayout.pteSize)
+            // Writes outside the vGPU's ranges are dropped (GVT-g's emulate_ggtt_mmio_write).
+            guard let index = ggttSlot(page: UInt64((offset - ggttOffset) / GPULayout.pteSize)) else { return }
             var pte = value
             if size == 4 {
                 let shift = UInt64(offset % 8) * 8
@@ -178,9 +198,6 @@ public struct Hardware: Sendable {
             guard size == 8 || size == 4 else {
                 throw .invalid("GGTT entries are accessed 4 or 8 bytes at a time: got \(size) bytes at 0x\(String(offset, radix: 16))")
             }
-            guard (offset - ggttOffset) / 8 < ggttEntries else {
-                throw .invalid("GGTT entry \((offset - ggttOffset) / 8) is beyond this vGPU's \(ggttEntries) entries")
-            }
         }
     }
 
@@ -193,10 +210,10 @@ public struct Hardware: Sendable {
         dirty.ggttPages.insert(index >> 9)
     }
 
-    /// The frame a graphics address maps to, if its PTE is present and in range.
+    /// The frame a graphics address (the guest's, as PVINFO places its GM) maps to,
+    /// if its PTE is present and in range.
     public func frame(forGraphicsAddress address: UInt64) -> UInt32? {
-        let index = address / UInt64(GPULayout.pageSize)
-        guard index < UInt64(ggttEntries), let pte = ggtt[UInt32(index)], pte & 1 == 1 else { return nil }
+        guard let index = ggttSlot(page: address / UInt64(GPULayout.pageSize)), let pte = ggtt[index], pte & 1 == 1 else { return nil }
         let frame = (pte >> 12) & 0x7_ffff_ffff
         guard frame < UInt64(geometry.gmPages) else { return nil }
         return UInt32(frame)
@@ -256,8 +273,28 @@ public struct Hardware: Sendable {
         if spec.access == .rw, (value ^ spec.reset) & ~spec.writeMask != 0 {
             return "\(spec.name) = 0x\(hex(value, digits)) sets read-only bits 0x\(hex((value ^ spec.reset) & ~spec.writeMask, digits))"
         }
+        if index == lowBaseIndex || index == highBaseIndex { return gmBaseViolation(index: index, value: value) }
         if spec.block == .pvinfo, spec.name != "VGT_ID", value != spec.reset {
             return "PV info \(spec.name) = 0x\(hex(value, digits)), this device's is 0x\(hex(spec.reset, digits)): the stream describes another device"
+        }
+        return nil
+    }
+
+    /// The GM bases the guest was given travel with it (as XenGT's migration restored
+    /// them): any page-aligned base whose range fits, low GM in the aperture, high GM in
+    /// the GGTT space, not overlapping the other range as loaded so far.
+    func gmBaseViolation(index: Int, value: UInt64) -> String? {
+        let low = index == lowBaseIndex
+        let size = low ? geometry.lowGMBytes : geometry.highGMBytes
+        let limit = low ? geometry.apertureBytes : geometry.gmSpaceBytes
+        let name = low ? "VGT_LOW_GM_BASE" : "VGT_HIGH_GM_BASE"
+        guard value % UInt64(GPULayout.pageSize) == 0, value <= limit, size <= limit - value else {
+            return "PV info \(name) = 0x\(hex(value, 8)) places \(size >> 20) MiB of \(low ? "low" : "high") GM beyond "
+                + "\(low ? "the aperture" : "the GGTT space") (0x\(hex(limit, 9)) bytes) or off a page boundary"
+        }
+        let (otherBase, otherSize) = low ? (guestHighGMBase, geometry.highGMBytes) : (guestLowGMBase, geometry.lowGMBytes)
+        if value < otherBase + otherSize, otherBase < value + size, size > 0, otherSize > 0 {
+            return "PV info \(name) = 0x\(hex(value, 8)) overlaps the \(low ? "high" : "low") GM range at 0x\(hex(otherBase, 8))"
         }
         return nil
     }

@@ -120,6 +120,29 @@ public enum HostFunction {
         return ConfigSpace(bytes: b, writable: w, clearOnOne: c, barMasks: bars)
     }
 
+    /// A vGPU's config space as GVT-g builds it from the host's
+    /// (`intel_vgpu_init_cfg_space()`, drivers/gpu/drm/i915/gvt/cfg_space.c): the
+    /// host function's 4096 bytes with no stolen memory in GMCH (GMS cleared),
+    /// BAR2 preset to the host aperture's address, I/O, memory and bus master
+    /// off, the upper BAR halves, BAR4/5, ASLS and the ROM BAR cleared for the
+    /// guest to assign. BAR0 and BAR2 size as the host's: 16 MiB and the aperture.
+    public static func vgpuConfigSpace(_ g: VGPUGeometry) -> ConfigSpace {
+        let ids = IDs(vendor: g.vendorID, device: g.deviceID, subsystemVendor: g.subsystemVendorID,
+                      subsystemDevice: g.subsystemID, revision: g.revision, classCode: 0x030000)
+        let host = configSpace(ids: ids, apertureBytes: g.apertureBytes, ggttBytes: g.ggttSpaceEntries * GPULayout.pteSize, stolenMB: 0)
+        var b = host.bytes
+        func put(_ o: Int, _ v: UInt64, _ n: Int) { for i in 0..<n { b[o + i] = UInt8((v >> (8 * UInt64(i))) & 0xff) } }
+        put(0x18, bar2Address | 0xc, 4)
+        b[0x04] &= ~0x07
+        put(0x14, 0, 4); put(0x1c, 0, 4); put(0x20, 0, 8)
+        put(Register.opRegion, 0, 4)
+        put(0x30, 0, 4)
+        var bars = host.barMasks
+        bars[0] = UInt32(~UInt64(GPULayout.bar0Size(for: g) - 1) & 0xffff_fff0)
+        bars[4] = 0; bars[5] = 0
+        return ConfigSpace(bytes: b, writable: host.writable, clearOnOne: host.clearOnOne, barMasks: bars)
+    }
+
     /// BAR sizes of the host function, for sysfs `resource` and `resourceN`.
     public static func bars(apertureBytes: UInt64) -> [(index: Int, address: UInt64, size: UInt64, flags: UInt64)] {
         // IORESOURCE_MEM 0x200, _IO 0x100, _PREFETCH 0x2000, _MEM_64 0x100000, _SIZEALIGN 0x40000 (include/linux/ioport.h).

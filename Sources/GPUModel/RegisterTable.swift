@@ -50,10 +50,21 @@ public struct VGPUGeometry: Sendable, Equatable, Codable {
     public var subsystemVendorID: UInt16
     public var subsystemID: UInt16
     public var revision: UInt8
+    /// Where the vGPU's low and high GM start in the host's GGTT space (PVINFO's
+    /// bases; GVT-g's allocator places them, `MdevCore.GMPlacement`).
+    public var lowGMBase: UInt64
+    public var highGMBase: UInt64
+    /// The host's aperture (BAR2 of the host function and of every vGPU) and the
+    /// whole GGTT address space (gen9: 4 GiB, aperture plus hidden range).
+    public var apertureBytes: UInt64
+    public var gmSpaceBytes: UInt64
 
+    /// Without a host's placement (a model on its own, a stream checked without a
+    /// device): low GM at the start of an aperture just large enough, high GM after it.
     public init(lowGMBytes: UInt64, highGMBytes: UInt64, fences: Int = 4, width: Int = 1920, height: Int = 1200,
                 vgpuID: Int = 1, vendorID: UInt16 = 0x8086, deviceID: UInt16 = 0x591d,
-                subsystemVendorID: UInt16 = 0x8086, subsystemID: UInt16 = 0x2212, revision: UInt8 = 0x04) {
+                subsystemVendorID: UInt16 = 0x8086, subsystemID: UInt16 = 0x2212, revision: UInt8 = 0x04,
+                lowGMBase: UInt64 = 0, highGMBase: UInt64? = nil, apertureBytes: UInt64? = nil, gmSpaceBytes: UInt64 = 4 << 30) {
         self.lowGMBytes = lowGMBytes
         self.highGMBytes = highGMBytes
         self.fences = fences
@@ -65,10 +76,18 @@ public struct VGPUGeometry: Sendable, Equatable, Codable {
         self.subsystemVendorID = subsystemVendorID
         self.subsystemID = subsystemID
         self.revision = revision
+        var aperture: UInt64 = 1 << 20
+        while aperture < lowGMBase + lowGMBytes { aperture <<= 1 }
+        self.apertureBytes = apertureBytes ?? aperture
+        self.lowGMBase = lowGMBase
+        self.highGMBase = highGMBase ?? self.apertureBytes
+        self.gmSpaceBytes = max(gmSpaceBytes, self.highGMBase + highGMBytes)
     }
 
     public var gmBytes: UInt64 { lowGMBytes + highGMBytes }
     public var gmPages: Int { Int(gmBytes / UInt64(GPULayout.pageSize)) }
+    /// GGTT entries the guest addresses through BAR0: one per page of the GGTT space.
+    public var ggttSpaceEntries: Int { Int(gmSpaceBytes / UInt64(GPULayout.pageSize)) }
 }
 
 /// Fixed layout facts of the simulated GPU (Gen9-like).
@@ -83,10 +102,10 @@ public enum GPULayout {
     public static let ringPages = 8
 
     /// BAR0: registers in the lower half, the GGTT in the upper half; at least
-    /// 16 MiB, as on Gen9, and large enough for one PTE per GM page.
+    /// 16 MiB, as on Gen9, and large enough for one PTE per page of the GGTT space.
     public static func bar0Size(for geometry: VGPUGeometry) -> Int {
         var half = 8 << 20
-        while half < geometry.gmPages * pteSize { half <<= 1 }
+        while half < geometry.ggttSpaceEntries * pteSize { half <<= 1 }
         return half * 2
     }
 
@@ -134,9 +153,9 @@ public struct RegisterTable: Sendable {
             RegisterSpec("VGT_MAGIC", 0x78000, width: 8, .ro, reset: 0x4776_5447_7654_4776, block: .pvinfo),
             RegisterSpec("VGT_VERSION", 0x78008, .ro, reset: 1, block: .pvinfo),
             RegisterSpec("VGT_ID", 0x7800c, .ro, reset: UInt64(g.vgpuID), block: .pvinfo),
-            RegisterSpec("VGT_LOW_GM_BASE", 0x78040, .ro, reset: 0, block: .pvinfo),
+            RegisterSpec("VGT_LOW_GM_BASE", 0x78040, .ro, reset: g.lowGMBase, block: .pvinfo),
             RegisterSpec("VGT_LOW_GM_SIZE", 0x78044, .ro, reset: g.lowGMBytes, block: .pvinfo),
-            RegisterSpec("VGT_HIGH_GM_BASE", 0x78048, .ro, reset: g.lowGMBytes, block: .pvinfo),
+            RegisterSpec("VGT_HIGH_GM_BASE", 0x78048, .ro, reset: g.highGMBase, block: .pvinfo),
             RegisterSpec("VGT_HIGH_GM_SIZE", 0x7804c, .ro, reset: g.highGMBytes, block: .pvinfo),
             RegisterSpec("VGT_FENCE_NUM", 0x78050, .ro, reset: UInt64(g.fences), block: .pvinfo),
         ]

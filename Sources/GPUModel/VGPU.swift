@@ -106,7 +106,7 @@ public final class VGPU: Sendable {
     public func fillWorkingSet() {
         let addresses = state.withLock { s -> [UInt64] in
             VGPU.catchUp(&s)
-            return s.running ? s.workload.workingSetAddresses : []
+            return s.running ? s.workload.workingSetAddresses(s.hardware) : []
         }
         var next = 0
         while next < addresses.count {

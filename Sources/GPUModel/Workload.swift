@@ -65,9 +65,10 @@ struct Workload {
     static let flipDone: UInt64 = 1 << 3
 
     let geometry: VGPUGeometry
-    let framebufferBase: [UInt64]
+    /// Offsets in low GM (the framebuffers) and high GM (the texture pool); the guest
+    /// adds the bases PVINFO gave it to make graphics addresses.
+    let framebufferOffset: [UInt64]
     let framebufferPages: Int
-    let poolBase: UInt64
     let poolPages: Int
     let multiplier: UInt64
 
@@ -76,15 +77,17 @@ struct Workload {
         let page = UInt64(GPULayout.pageSize)
         let fbBytes = (UInt64(g.width * g.height * 4) + page - 1) / page * page
         let fb0 = (GPULayout.ringBase + UInt64(GPULayout.ringPages) * page + 0xffff) & ~0xffff
-        framebufferBase = [fb0, (fb0 + fbBytes + 0xffff) & ~0xffff]
+        framebufferOffset = [fb0, (fb0 + fbBytes + 0xffff) & ~0xffff]
         framebufferPages = Int(fbBytes / page)
-        poolBase = g.lowGMBytes
         poolPages = min(config.workingSetMiB * 256, Int(g.highGMBytes / page))
         // Graphics page p lives in frame (p * m + 17) mod n: a fixed scramble, so
         // GGTT entries mean something. m is prime, hence coprime with n unless it divides it.
         let n = UInt64(g.gmPages)
         multiplier = n % 40503 == 0 ? 1 : 40503
     }
+
+    func framebufferBase(_ i: Int, _ hw: Hardware) -> UInt64 { hw.guestLowGMBase + framebufferOffset[i] }
+    func poolBase(_ hw: Hardware) -> UInt64 { hw.guestHighGMBase }
 
     /// Pages the guest renders into: both framebuffers and the texture pool.
     var workingSetPages: Int { 2 * framebufferPages + poolPages }
@@ -114,7 +117,7 @@ struct Workload {
         if s.tick % Workload.fenceInterval == 0 {
             let page = UInt64(GPULayout.pageSize)
             let fence = Int((s.tick / Workload.fenceInterval) % UInt64(GPULayout.fenceCount))
-            let start = poolBase + (s.rng.next() % UInt64(max(poolPages, 1))) * page
+            let start = poolBase(hw) + (s.rng.next() % UInt64(max(poolPages, 1))) * page
             programFence(fence, start: start, end: start + 16 * page, &hw)
         }
     }
@@ -122,14 +125,15 @@ struct Workload {
     /// The guest renders every page of both framebuffers and its texture pool
     /// once (mapping them first): a device with its working set filled.
     func fillWorkingSet(_ s: inout WorkloadState, _ hw: inout Hardware) {
-        fill(workingSetAddresses[...], &s, &hw)
+        fill(workingSetAddresses(hw)[...], &s, &hw)
     }
 
     /// The graphics address of every page of the working set, in fill order.
-    var workingSetAddresses: [UInt64] {
+    func workingSetAddresses(_ hw: Hardware) -> [UInt64] {
         let page = UInt64(GPULayout.pageSize)
-        return framebufferBase.flatMap { base in (0..<framebufferPages).map { base + UInt64($0) * page } }
-            + (0..<poolPages).map { poolBase + UInt64($0) * page }
+        let pool = poolBase(hw)
+        return (0..<2).flatMap { i in (0..<framebufferPages).map { framebufferBase(i, hw) + UInt64($0) * page } }
+            + (0..<poolPages).map { pool + UInt64($0) * page }
     }
 
     func fill(_ addresses: ArraySlice<UInt64>, _ s: inout WorkloadState, _ hw: inout Hardware) {
@@ -147,8 +151,8 @@ struct Workload {
             let back = Int(1 - s.frontBuffer)
             let choice = s.rng.next(below: framebufferPages + poolPages)
             let address = choice < framebufferPages
-                ? framebufferBase[back] + UInt64(choice) * page
-                : poolBase + UInt64(choice - framebufferPages) * page
+                ? framebufferBase(back, hw) + UInt64(choice) * page
+                : poolBase(hw) + UInt64(choice - framebufferPages) * page
             hw.fillFrame(ensureMapped(address, &hw), &s.rng)
         }
     }
@@ -160,19 +164,21 @@ struct Workload {
 
     private func loadDriver(_ s: inout WorkloadState, _ hw: inout Hardware) {
         let page = UInt64(GPULayout.pageSize)
-        for i in 0..<GPULayout.ringPages { _ = ensureMapped(GPULayout.ringBase + UInt64(i) * page, &hw) }
+        let ring = hw.guestLowGMBase + GPULayout.ringBase
+        for i in 0..<GPULayout.ringPages { _ = ensureMapped(ring + UInt64(i) * page, &hw) }
         guestWrite("RING_HEAD", 0, &hw)
         guestWrite("RING_TAIL", 0, &hw)
-        guestWrite("RING_START", GPULayout.ringBase, &hw)
+        guestWrite("RING_START", ring, &hw)
         guestWrite("RING_CTL", UInt64(GPULayout.ringPages - 1) << 12 | 1, &hw)
         guestWrite("GT_IER", Workload.userInterrupt, &hw)
         guestWrite("GT_IMR", 0xffff_ffff & ~Workload.userInterrupt, &hw)
         guestWrite("DE_PIPE_A_IER", Workload.flipDone, &hw)
         guestWrite("DE_PIPE_A_IMR", 0xffff_ffff & ~Workload.flipDone, &hw)
         guestWrite("PLANE_1_A_STRIDE", UInt64(geometry.width * 4 / 64), &hw)
-        guestWrite("PLANE_1_A_SURF", framebufferBase[0], &hw)
+        guestWrite("PLANE_1_A_SURF", framebufferBase(0, hw), &hw)
         guestWrite("PLANE_1_A_CTL", 0x8400_0000, &hw)     // enable, 32bpp XRGB
-        for (i, base) in framebufferBase.enumerated() {
+        for i in 0..<2 {
+            let base = framebufferBase(i, hw)
             programFence(i, start: base, end: base + UInt64(framebufferPages) * page, &hw)
         }
         s.frontBuffer = 0
@@ -201,7 +207,7 @@ struct Workload {
 
     private func flip(_ s: inout WorkloadState, _ hw: inout Hardware) {
         let back = 1 - s.frontBuffer
-        guestWrite("PLANE_1_A_SURF", framebufferBase[Int(back)], &hw)
+        guestWrite("PLANE_1_A_SURF", framebufferBase(Int(back), hw), &hw)
         hw.set("PIPE_A_FRMCNT", (hw.register("PIPE_A_FRMCNT") + 1) & 0xffff_ffff)
         raise(Workload.flipDone, iir: "DE_PIPE_A_IIR", imr: "DE_PIPE_A_IMR", ier: "DE_PIPE_A_IER", &hw)
         s.frontBuffer = back

@@ -56,6 +56,8 @@ public struct MdevDevice: Sendable, Hashable {
     /// `intel_vgpu/vgpu_id`: 1...maxVGPUs-1, lowest free.
     public let vgpuID: Int
     public let iommuGroup: Int
+    /// Where its graphics memory sits in the parent's GGTT space (changes with aggregation).
+    public internal(set) var placement: GMPlacement
 
     public static func == (l: MdevDevice, r: MdevDevice) -> Bool { l.uuid == r.uuid }
     public func hash(into h: inout Hasher) { h.combine(uuid) }
@@ -108,6 +110,8 @@ public final class MdevBus: Sendable {
         var used: [PoolUsage]
         var vgpuIDs: [Set<Int>]
         var iommuGroups: Set<Int>
+        /// Each parent's allocated GM ranges.
+        var gm: [GMRanges]
         /// No group below this number is free: keeps allocation O(1) amortised.
         var lowestFreeGroup = 0
         var observers: [WeakObserver] = []
@@ -142,7 +146,8 @@ public final class MdevBus: Sendable {
         mdevDriver = config.mdevDriver
         parentIndex = Dictionary(uniqueKeysWithValues: parents.enumerated().map { ($1.name, $0) })
         state = Mutex(State(used: Array(repeating: PoolUsage(), count: parents.count),
-                            vgpuIDs: Array(repeating: [], count: parents.count), iommuGroups: groups))
+                            vgpuIDs: Array(repeating: [], count: parents.count), iommuGroups: groups,
+                            gm: Array(repeating: GMRanges(), count: parents.count)))
     }
 
     /// Observers are told of changes in the order they were added.
@@ -203,10 +208,15 @@ public final class MdevBus: Sendable {
             guard let id = (1..<parent.config.maxVGPUs).first(where: { !s.vgpuIDs[pi].contains($0) }) else {
                 throw .noSpace("all \(parent.config.maxVGPUs - 1) vGPU ids of \(parent.name) are in use; remove a vGPU first")
             }
+            let t = type.config
+            guard let at = s.gm[pi].place(lowMB: t.lowGMMB, highMB: t.highGMMB, parent.config) else {
+                throw .noSpace(MdevBus.fragmented(parent.name, type.id, lowMB: t.lowGMMB, highMB: t.highGMMB))
+            }
             var group = s.lowestFreeGroup
             while s.iommuGroups.contains(group) { group += 1 }
             s.lowestFreeGroup = group + 1
-            let device = MdevDevice(uuid: uuid, parent: parent.name, type: type, vgpuID: id, iommuGroup: group)
+            let device = MdevDevice(uuid: uuid, parent: parent.name, type: type, vgpuID: id, iommuGroup: group,
+                                    placement: GMPlacement(lowBase: UInt64(at.low) << 20, highBase: UInt64(at.high) << 20))
             var told: [any MdevBusObserver] = []
             for observer in s.live {
                 do throws(MdevError) {
@@ -221,6 +231,7 @@ public final class MdevBus: Sendable {
             s.devices[uuid] = DeviceRecord(device: device, aggregation: 1)
             s.vgpuIDs[pi].insert(id)
             s.iommuGroups.insert(group)
+            s.gm[pi].insert(low: at.low, lowMB: t.lowGMMB, high: at.high, highMB: t.highGMMB)
             MdevBus.charge(&s.used[pi], type.config, times: 1)
             return device
         }
@@ -261,6 +272,7 @@ public final class MdevBus: Sendable {
         s.vgpuIDs[pi].remove(device.vgpuID)
         s.iommuGroups.remove(device.iommuGroup)
         s.lowestFreeGroup = min(s.lowestFreeGroup, device.iommuGroup)
+        s.gm[pi].remove(low: Int(device.placement.lowBase >> 20), high: Int(device.placement.highBase >> 20))
         MdevBus.charge(&s.used[pi], device.type.config, times: -record.aggregation)
         for observer in s.live.reversed() { observer.bus(self, didRemove: device) }
     }
@@ -291,9 +303,22 @@ public final class MdevBus: Sendable {
             }
             guard extra != 0 else { return }
             for observer in s.live { try observer.bus(self, willAggregate: record.device, to: count) }
+            // The vGPU's GM moves to holes of the new size (its own ranges are free for it).
+            let old = record.device.placement
+            let (oldLow, oldHigh) = (Int(old.lowBase >> 20), Int(old.highBase >> 20))
+            var ranges = s.gm[pi]
+            ranges.remove(low: oldLow, high: oldHigh)
+            let (lowMB, highMB) = (type.config.lowGMMB * count, type.config.highGMMB * count)
+            guard let at = ranges.place(lowMB: lowMB, highMB: highMB, parents[pi].config) else {
+                throw .noSpace(MdevBus.fragmented(record.device.parent, type.id, lowMB: lowMB, highMB: highMB))
+            }
+            ranges.insert(low: at.low, lowMB: lowMB, high: at.high, highMB: highMB)
+            s.gm[pi] = ranges
             MdevBus.charge(&s.used[pi], type.config, times: extra)
             s.devices[uuid]!.aggregation = count
-            for observer in s.live { observer.bus(self, didAggregate: record.device, to: count) }
+            s.devices[uuid]!.device.placement = GMPlacement(lowBase: UInt64(at.low) << 20, highBase: UInt64(at.high) << 20)
+            let device = s.devices[uuid]!.device
+            for observer in s.live { observer.bus(self, didAggregate: device, to: count) }
         }
     }
 
@@ -313,6 +338,11 @@ public final class MdevBus: Sendable {
         used.lowGMMB += t.lowGMMB * n
         used.highGMMB += t.highGMMB * n
         used.fences += t.fences * n
+    }
+
+    static func fragmented(_ parent: String, _ typeID: String, lowMB: Int, highMB: Int) -> String {
+        "\(parent) has enough graphics memory left in total but no free range of \(lowMB)MB low and \(highMB)MB high GM "
+            + "for \(typeID) (the ranges left are fragmented, as GVT-g's allocator can leave them); remove a vGPU next to a gap"
     }
 
     static func checkFits(_ t: VGPUTypeConfig, times n: Int, free: PoolUsage, parent: String, typeID: String) throws(MdevError) {

@@ -11,6 +11,13 @@ public struct ContentCheck {
     private var loader: ImageLoader
     private var geometry: VGPUGeometry
     private var records = 0
+    /// The aperture assumed without a destination: the default host's 1 GiB, or the
+    /// smallest power of two holding the low GM if that is larger.
+    public static func aperture(lowGMBytes: UInt64) -> UInt64 {
+        var a: UInt64 = 1 << 30
+        while a < lowGMBytes { a <<= 1 }
+        return a
+    }
 
     /// Throws when the header does not say what device it is from: without
     /// low_gm_mb, high_gm_mb and fences nothing can be checked.
@@ -22,8 +29,11 @@ public struct ContentCheck {
                                  + "its records cannot be checked")
         }
         let dims = (p["resolution"] ?? "").split(separator: "x").compactMap { Int($0) }
+        // Without a destination, the GM bases the guest carries are checked against the
+        // default host's aperture (1 GiB) and gen9's 4 GiB GGTT space.
         geometry = VGPUGeometry(lowGMBytes: low << 20, highGMBytes: high << 20, fences: fences,
-                                width: dims.first ?? 1920, height: dims.count > 1 ? dims[1] : 1200)
+                                width: dims.first ?? 1920, height: dims.count > 1 ? dims[1] : 1200,
+                                apertureBytes: ContentCheck.aperture(lowGMBytes: low << 20))
         loader = ImageLoader(geometry: geometry)
     }
 

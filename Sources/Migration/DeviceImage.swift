@@ -106,7 +106,14 @@ struct ImageLoader {
         var r = ByteReader(payload)
         switch type {
         case .config:
-            let saved = Array(payload)
+            var saved = Array(payload)
+            // Stream format 1.0 saved a 256-byte config of mdevsim's first layout.
+            if saved.count == 256, hardware.config.bytes.count != 256 {
+                guard let converted = hardware.config.converting(legacy: saved) else {
+                    throw LoadError("config record is 256 bytes but not the layout stream format 1.0 wrote; this device's config space is \(hardware.config.bytes.count) bytes")
+                }
+                saved = converted
+            }
             if let problem = hardware.config.violation(in: saved) { throw LoadError(problem) }
             hardware.restoreConfig(saved)
             sawConfig = true

@@ -1,4 +1,4 @@
-/// The mdevsim device-state stream, version 1.0. See docs/stream-format.md.
+/// The mdevsim device-state stream, version 1.1. See docs/stream-format.md.
 ///
 ///     header  := magic[8] major:u16 minor:u16 length:u32 body[length] crc32c:u32
 ///     body    := model:str version:str count:u16 (param:str){count}
@@ -11,7 +11,8 @@
 public enum StreamFormat {
     public static let magic: [UInt8] = Array("MDEVSIM\u{1}".utf8)
     public static let major: UInt16 = 1
-    public static let minor: UInt16 = 0
+    /// 1.1: the config record is 4096 bytes (1.0's 256-byte one is converted on load).
+    public static let minor: UInt16 = 1
     /// No record payload may claim more (a reader refuses it before buffering).
     public static let maxPayload = 16 << 20
     public static let maxHeader = 64 << 10
@@ -23,7 +24,7 @@ public enum StreamFormat {
 /// Record types. Bit 15 of `flags` marks a record a reader may skip if it does
 /// not know the type; an unknown type without it is refused.
 public enum RecordType: UInt16, Sendable, CaseIterable {
-    case config = 1          // 256 bytes of PCI config space
+    case config = 1          // 4096 bytes of PCI config space (256 in format 1.0)
     case mmio = 2            // u8 block, then (u32 offset, u64 value)*
     case fences = 3          // (u64 value)*
     case display = 4         // (u32 offset, u64 value)*

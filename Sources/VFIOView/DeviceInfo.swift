@@ -45,7 +45,9 @@ struct DeviceInfo: Encodable {
         case numIRQs = "num_irqs", regions, irqs, irqInfoEINVAL = "irq_info_einval"
     }
 
-    init(uuid: String, bar0Size: Int, apertureSize: Int, migrationRegion: Int?) {
+    /// BAR2 is the host's whole aperture with the vGPU's slice of low GM as its one
+    /// mappable area, as kvmgt reports it (CAPS | MMAP, VFIO_REGION_INFO_CAP_SPARSE_MMAP).
+    init(uuid: String, bar0Size: Int, apertureSize: Int, apertureSlice: (offset: Int, size: Int), migrationRegion: Int?) {
         self.uuid = uuid
         flagsValue = UInt32(VFIO_DEVICE_FLAGS_PCI) | UInt32(VFIO_DEVICE_FLAGS_RESET)
         flags = ["VFIO_DEVICE_FLAGS_PCI", "VFIO_DEVICE_FLAGS_RESET"]
@@ -59,7 +61,8 @@ struct DeviceInfo: Encodable {
         }
         regions = [
             Region(index: Int(VFIO_PCI_BAR0_REGION_INDEX), name: "BAR0", size: bar0Size, flags: names(rw), flagsValue: rw, file: "regions/bar0"),
-            Region(index: Int(VFIO_PCI_BAR2_REGION_INDEX), name: "BAR2", size: apertureSize, flags: names(mmap), flagsValue: mmap, file: nil),
+            Region(index: Int(VFIO_PCI_BAR2_REGION_INDEX), name: "BAR2", size: apertureSize, flags: names(mmap), flagsValue: mmap, file: nil,
+                   sparseMmap: [Region.SparseArea(offset: apertureSlice.offset, size: apertureSlice.size)]),
             Region(index: Int(VFIO_PCI_CONFIG_REGION_INDEX), name: "CONFIG", size: ConfigSpace.size, flags: names(rw), flagsValue: rw, file: "regions/config"),
         ]
         if let migrationRegion {

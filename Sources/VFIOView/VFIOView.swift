@@ -122,7 +122,9 @@ public final class VFIOView: MdevBusObserver, @unchecked Sendable {
             vgpuID: device.vgpuID, vendorID: UInt16(truncatingIfNeeded: p.vendor.value),
             deviceID: UInt16(truncatingIfNeeded: p.device.value),
             subsystemVendorID: UInt16(truncatingIfNeeded: p.subsystemVendor.value),
-            subsystemID: UInt16(truncatingIfNeeded: p.subsystemDevice.value), revision: UInt8(truncatingIfNeeded: p.revision.value))
+            subsystemID: UInt16(truncatingIfNeeded: p.subsystemDevice.value), revision: UInt8(truncatingIfNeeded: p.revision.value),
+            lowGMBase: device.placement.lowBase, highGMBase: device.placement.highBase,
+            apertureBytes: UInt64(p.apertureMB) << 20, gmSpaceBytes: UInt64(p.apertureMB + p.hiddenMB) << 20)
     }
 
     /// Each device's default seed comes from its UUID: distinct devices differ,
@@ -211,7 +213,8 @@ public final class VFIOView: MdevBusObserver, @unchecked Sendable {
         let dir = try c.directory(uuid, in: vfioRoot)
         let (bar0Size, aperture) = gpu.withHardware { ($0.bar0Size, $0.apertureSize) }
         let v1 = device.type.config.migrationProtocol == "v1"
-        let info = DeviceInfo(uuid: uuid, bar0Size: bar0Size, apertureSize: aperture, migrationRegion: v1 ? V1Region.size : nil)
+        let slice = (offset: Int(gpu.geometry.lowGMBase), size: Int(gpu.geometry.lowGMBytes))
+        let info = DeviceInfo(uuid: uuid, bar0Size: bar0Size, apertureSize: aperture, apertureSlice: slice, migrationRegion: v1 ? V1Region.size : nil)
         try c.attribute("info", in: dir, .constant(info.json))
         let regions = try c.directory("regions", in: dir)
         // One RegionFile per region, shared by the files and the VFIO emulation.

@@ -25,40 +25,60 @@ struct ConfigSpaceTests {
         #expect(le(try dev.readConfig(offset: 0x2c, count: 4)) == 0x2212_8086)
     }
 
-    @Test("BAR sizing: write all-ones, read back the size mask with the type bits")
+    @Test("BAR sizing as GVT-g sets it up: BAR0 the host's 16 MiB, BAR2 the host's whole aperture at its address")
     func barSizing() throws {
         let dev = VGPU(uuid: "a", geometry: v54, workload: stepped())
-        #expect(le(try dev.readConfig(offset: 0x10, count: 4)) == 0x4)      // 64-bit memory
+        // intel_vgpu_init_cfg_space: BAR0's low half is the host's, upper halves cleared, BAR2 preset.
+        #expect(le(try dev.readConfig(offset: 0x10, count: 4)) == UInt32(HostFunction.bar0Address) | 0x4)
+        #expect(le(try dev.readConfig(offset: 0x14, count: 4)) == 0)
+        #expect(le(try dev.readConfig(offset: 0x18, count: 4)) == UInt32(HostFunction.bar2Address) | 0xc)
         try dev.writeConfig(offset: 0x10, bytes: bytes(0xffff_ffff, 4))
         try dev.writeConfig(offset: 0x14, bytes: bytes(0xffff_ffff, 4))
         #expect(le(try dev.readConfig(offset: 0x10, count: 4)) == 0xff00_0004)   // 16 MiB
         #expect(le(try dev.readConfig(offset: 0x14, count: 4)) == 0xffff_ffff)
         try dev.writeConfig(offset: 0x18, bytes: bytes(0xffff_ffff, 4))
-        #expect(le(try dev.readConfig(offset: 0x18, count: 4)) == 0xf800_000c)   // 128 MiB aperture, prefetchable
-        // Unimplemented BAR4 reads 0 after sizing.
+        // v54 alone: the smallest aperture holding its 128 MiB of low GM.
+        #expect(le(try dev.readConfig(offset: 0x18, count: 4)) == 0xf800_000c)
+        let onHost = VGPU(uuid: "h", geometry: VGPUGeometry(lowGMBytes: 128 << 20, highGMBytes: 512 << 20, lowGMBase: 128 << 20,
+                                                            highGMBase: 3584 << 20, apertureBytes: 1 << 30), workload: stepped())
+        try onHost.writeConfig(offset: 0x18, bytes: bytes(0xffff_ffff, 4))
+        #expect(le(try onHost.readConfig(offset: 0x18, count: 4)) == 0xc000_000c)   // the host's 1 GiB, prefetchable
+        // BAR4 (the host's I/O BAR) is cleared and unimplemented, as is the ROM.
+        #expect(le(try dev.readConfig(offset: 0x20, count: 4)) == 0)
         try dev.writeConfig(offset: 0x20, bytes: bytes(0xffff_ffff, 4))
         #expect(le(try dev.readConfig(offset: 0x20, count: 4)) == 0)
+        #expect(le(try dev.readConfig(offset: 0x30, count: 4)) == 0)
         // An address is kept, aligned to the size.
         try dev.writeConfig(offset: 0x10, bytes: bytes(0xf612_3456, 4))
         #expect(le(try dev.readConfig(offset: 0x10, count: 4)) == 0xf600_0004)
-        // A larger GGTT makes a larger BAR0.
+        // A larger GGTT space makes a larger BAR0.
         let big = VGPU(uuid: "b", geometry: VGPUGeometry(lowGMBytes: 2048 << 20, highGMBytes: 8192 << 20), workload: stepped())
         try big.writeConfig(offset: 0x10, bytes: bytes(0xffff_ffff, 4))
         #expect(le(try big.readConfig(offset: 0x10, count: 4)) == 0xfc00_0004)   // 64 MiB
     }
 
-    @Test("capability list: PM then MSI")
+    @Test("4096 bytes built from the host's: its capability list, no stolen memory, no OpRegion address, decodes off")
     func capabilityWalk() throws {
         let dev = VGPU(uuid: "a", geometry: v54, workload: stepped())
-        #expect(try dev.readConfig(offset: 0x06, count: 2)[0] & 0x10 != 0)
-        var ids: [UInt8] = []
-        var next = Int(try dev.readConfig(offset: 0x34, count: 1)[0])
-        while next != 0 && ids.count < 48 {
-            let cap = try dev.readConfig(offset: next, count: 2)
-            ids.append(cap[0])
-            next = Int(cap[1])
+        let c = try dev.readConfig(offset: 0, count: 4096)
+        #expect(c[0x06] & 0x10 != 0)
+        var ids: [UInt8] = [], offsets: [Int] = []
+        var next = Int(c[0x34])
+        while next != 0 && ids.count < 48 { offsets.append(next); ids.append(c[next]); next = Int(c[next + 1]) }
+        #expect(offsets == [0x40, 0x70, 0xac, 0xd0] && ids == [0x09, 0x10, 0x05, 0x01])
+        var ext: [UInt16] = []
+        var e = 0x100
+        while e != 0 && ext.count < 16 {
+            let h = le(Array(c[e..<e + 4]))
+            if h == 0 { break }
+            ext.append(UInt16(h & 0xffff)); e = Int(h >> 20)
         }
-        #expect(ids == [0x01, 0x05])
+        #expect(ext == [0x1b, 0x0f, 0x13])
+        let gmch = UInt16(c[0x50]) | UInt16(c[0x51]) << 8
+        #expect(gmch >> 8 == 0, "GMS cleared: the guest sees no stolen memory")
+        #expect(((1 << Int((gmch >> 6) & 3)) << 20) / 8 * 4096 == Int(v54.gmSpaceBytes), "GGMS sizes the whole GGTT space")
+        #expect(le(Array(c[0xfc..<0x100])) == 0, "ASLS cleared for the guest's OpRegion")
+        #expect(le(Array(c[0x04..<0x06])) & 0x7 == 0, "I/O, memory and bus master start off")
     }
 
     @Test("RW1C status bits clear on 1 and survive 0; read-only and reserved bits keep their value")
@@ -74,11 +94,11 @@ struct ConfigSpaceTests {
         #expect(le(try dev.readConfig(offset: 0x00, count: 2)) == 0x8086)
         try dev.writeConfig(offset: 0x04, bytes: [0xff, 0xff])       // command: only defined bits stick
         #expect(le(try dev.readConfig(offset: 0x04, count: 2)) == 0x0547)
-        // PMCSR: power state RW, PME status RW1C.
-        try dev.writeConfig(offset: 0x44, bytes: [0x03, 0x00])
-        #expect(try dev.readConfig(offset: 0x44, count: 1) == [0x03])
-        #expect(throws: AccessError.self) { try dev.readConfig(offset: 255, count: 2) }
-        #expect(throws: AccessError.self) { try dev.writeConfig(offset: 256, bytes: [0]) }
+        // PMCSR (the host's PM capability at 0xd0): power state RW.
+        try dev.writeConfig(offset: 0xd4, bytes: [0x03, 0x00])
+        #expect(try dev.readConfig(offset: 0xd4, count: 1) == [0x03])
+        #expect(throws: AccessError.self) { try dev.readConfig(offset: 4095, count: 2) }
+        #expect(throws: AccessError.self) { try dev.writeConfig(offset: 4096, bytes: [0]) }
     }
 }
 
@@ -147,8 +167,11 @@ struct MMIOTests {
         #expect(try dev.readBAR0(offset: base + ringPage * 8, size: 8) == 4242 << 12 | 0x3)
         #expect(throws: AccessError.self) { try dev.writeBAR0(offset: base + 4, size: 2, value: 0) }     // GGTT takes 4 or 8 bytes
         #expect(throws: AccessError.self) { try dev.writeBAR0(offset: base + 8, size: 8, value: UInt64(v54.gmPages) << 12 | 1) }   // beyond its frames
-        let entries = v54.gmPages
-        #expect(throws: AccessError.self) { try dev.readBAR0(offset: base + entries * 8, size: 8) }
+        // Entries outside the vGPU's GM ranges read as zero and ignore writes (GVT-g's GGTT emulation).
+        let outside = base + v54.gmPages * 8 + 8 * 1024
+        #expect(v54.highGMBase == v54.apertureBytes)
+        try dev.writeBAR0(offset: outside, size: 8, value: 7 << 12 | 1)
+        #expect(try dev.readBAR0(offset: outside, size: 8) == 0)
         try dev.step(3)     // load the driver, then two batches through the ring
         let page = dev.withHardware { $0.memory[4242] }
         #expect(page != nil)

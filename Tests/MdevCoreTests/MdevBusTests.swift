@@ -30,6 +30,43 @@ struct MdevBusTests {
         #expect(["8", "4", "2", "1"].map { bus.availableInstances(of: type(bus, $0)) } == expected)
     }
 
+    @Test("GM placed as GVT-g's allocator places it: low GM lowest first above the host's, high GM highest first")
+    func placement() throws {
+        let bus = MdevBus(config: .builtIn)
+        let v54 = type(bus, "4"), v58 = type(bus, "8")
+        func uuid(_ n: Int) -> [UInt8] { Array(String(format: "8f2b7a1e-0000-4000-8000-%012d", n).utf8) }
+        let a = try bus.create(type: v54, uuidBytes: uuid(1))
+        let b = try bus.create(type: v58, uuidBytes: uuid(2))
+        // Host reserve: 128 MB at the bottom of the aperture, 384 MB at the bottom of the hidden range.
+        #expect(a.placement == GMPlacement(lowBase: 128 << 20, highBase: (4096 - 512) << 20))
+        #expect(b.placement == GMPlacement(lowBase: 256 << 20, highBase: (4096 - 512 - 384) << 20))
+        // A freed hole is reused by the next vGPU that fits it.
+        try bus.remove(uuid: a.uuid)
+        let c = try bus.create(type: v58, uuidBytes: uuid(3))
+        #expect(c.placement.lowBase == 128 << 20 && c.placement.highBase == (4096 - 384) << 20)
+    }
+
+    @Test("fragmented GM: the totals fit, no hole does, and the create says so (ENOSPC)")
+    func fragmentation() throws {
+        var parent = ParentConfig(address: "0000:00:02.0")
+        parent.apertureMB = 512; parent.hiddenMB = 3584     // 384 MB of low GM for vGPUs
+        let bus = MdevBus(config: HostConfig(parents: [parent]))
+        let v58 = type(bus, "8"), v54 = type(bus, "4")
+        func uuid(_ n: Int) -> [UInt8] { Array(String(format: "8f2b7a1e-0000-4000-8000-%012d", n).utf8) }
+        let made = try (1...6).map { try bus.create(type: v58, uuidBytes: uuid($0)) }     // 6 × 64 MB fills the low range
+        try bus.remove(uuid: made[1].uuid); try bus.remove(uuid: made[3].uuid)            // two 64 MB holes, not adjacent
+        #expect(bus.availableInstances(of: v54) == 1, "GVT-g counts totals: 128 MB free")
+        do {
+            try bus.create(type: v54, uuidBytes: uuid(9))
+            Issue.record("a 128 MB low GM vGPU was placed in two 64 MB holes")
+        } catch {
+            #expect(error.errno == ENOSPC)
+            #expect(error.message.contains("fragmented"), "\(error.message)")
+        }
+        try bus.remove(uuid: made[2].uuid)       // now the holes join
+        #expect(try bus.create(type: v54, uuidBytes: uuid(10)).placement.lowBase == (128 + 64) << 20)
+    }
+
     @Test("types stop at the first whose low GM does not fit the aperture, as GVT-g generates them")
     func typesTruncatedByAperture() {
         var parent = ParentConfig(address: "0000:00:02.0")

@@ -57,6 +57,12 @@ struct ToolkitTests {
             #expect(try mdevsim("record", h.vfio(uuidA), "-o", b).status == 0)
             let inspect = try run("/bin/sh", ["-c", "\"$0\" inspect - < \"$1\"", mdevsimBinary, a])
             #expect(inspect.status == 0)
+            let diffOut = try mdevsim("diff", a, b).out.split(separator: "\n", omittingEmptySubsequences: false).dropFirst(2).joined(separator: "\n")
+            // MDEVSIM_UPDATE_GOLDEN=1 rewrites the files after a deliberate change of the device or the output (review the diff).
+            if ProcessInfo.processInfo.environment["MDEVSIM_UPDATE_GOLDEN"] == "1" {
+                try inspect.out.write(toFile: testdata + "/golden/inspect-v5_8-30-ticks.txt", atomically: true, encoding: .utf8)
+                try diffOut.write(toFile: testdata + "/golden/diff-30-60-ticks.txt", atomically: true, encoding: .utf8)
+            }
             #expect(inspect.out == (try String(contentsOfFile: testdata + "/golden/inspect-v5_8-30-ticks.txt", encoding: .utf8)), "\(inspect.out)")
             let diff = try mdevsim("diff", a, b)
             #expect(diff.status == 1)

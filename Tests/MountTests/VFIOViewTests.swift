@@ -56,7 +56,7 @@ struct VFIOViewTests {
             #expect(bar0["flags_value"] as? Int == 3)
             let config = regions.first { $0["name"] as? String == "CONFIG" }!
             #expect(config["index"] as? Int == 7)
-            #expect(config["size"] as? Int == 256)
+            #expect(config["size"] as? Int == 4096)
             // The IGD OpRegion as kvmgt registers it: vendor type 0x8086 | 1 << 31, subtype 1, read-only.
             let opregion = regions.first { $0["name"] as? String == "OPREGION" }!
             #expect(opregion["index"] as? Int == 9 && opregion["size"] as? Int == 8192)
@@ -64,8 +64,11 @@ struct VFIOViewTests {
             let signature = try readBytes(h.vfio(uuidA) + "/regions/opregion")
             #expect(signature.count == 8192 && String(decoding: signature.prefix(16), as: UTF8.self) == "IntelGraphicsMem")
             #expect(errnoOf { try writeText(h.vfio(uuidA) + "/regions/opregion", "x") } == EINVAL)
+            // BAR2: the host's 1 GiB aperture; the vGPU's low GM (above the host's 128 MB) is the mappable slice.
             let bar2 = regions.first { $0["name"] as? String == "BAR2" }!
-            #expect(bar2["size"] as? Int == 128 << 20)
+            #expect(bar2["size"] as? Int == 1 << 30)
+            let sparse = bar2["sparse_mmap"] as? [[String: Int]]
+            #expect(sparse?.count == 1 && sparse?.first?["offset"] == 128 << 20 && sparse?.first?["size"] == 128 << 20, "\(bar2)")
             var st = stat()
             #expect(stat(h.vfio(uuidA) + "/regions/bar0", &st) == 0 && st.st_size == 16 << 20)
             // Removing the device removes its VFIO folder.
@@ -84,14 +87,15 @@ struct VFIOViewTests {
             #expect(try preadValue(fd, 0x0a, 2) == 0x0300)
             try pwriteValue(fd, 0x10, 4, 0xffff_ffff)
             #expect(try preadValue(fd, 0x10, 4) == 0xff00_0004)
+            #expect(try preadValue(fd, 0x18, 4) == 0x8000_000c)       // preset to the host aperture's address
             try pwriteValue(fd, 0x18, 4, 0xffff_ffff)
-            #expect(try preadValue(fd, 0x18, 4) == 0xfc00_000c)       // 64 MiB aperture for V5_8
-            // A whole-header read works, split as vfio-pci does.
+            #expect(try preadValue(fd, 0x18, 4) == 0xc000_000c)       // the host's whole 1 GiB aperture
+            // A whole read works, split as vfio-pci does: GVT-g's 4096 bytes, the host's capability list.
             let whole = try readBytes(h.vfio(uuidA) + "/regions/config")
-            #expect(whole.count == 256 && whole[0] == 0x86 && whole[0x34] == 0x40)
+            #expect(whole.count == 4096 && whole[0] == 0x86 && whole[0x34] == 0x40 && whole[0x40] == 0x09 && whole[0xac] == 0x05)
             var two = [UInt8](repeating: 0, count: 2)
-            #expect(pread(fd, &two, 2, 255) == 1)                        // clipped at the end of the region
-            #expect(pread(fd, &two, 2, 300) == -1 && errno == EINVAL)
+            #expect(pread(fd, &two, 2, 4095) == 1)                       // clipped at the end of the region
+            #expect(pread(fd, &two, 2, 4100) == -1 && errno == EINVAL)
             h.host.vfio.device(uuidA)!.signalConfigStatus(offset: 0x07, bits: 0x10)
             #expect(try preadValue(fd, 0x06, 2) == 0x1010)
             try pwriteValue(fd, 0x06, 2, 0x1000)
@@ -124,14 +128,20 @@ struct VFIOViewTests {
             var page = [UInt8](repeating: 0xee, count: 4096)
             #expect(pread(fd, &page, 4096, 0x2000) == 4096)
             #expect(page[0x30] == 0x48 && page[0x31] == 0x23 && page[0] == 0)
+            // The GGTT is the host's whole space: entry N maps GM page N; the vGPU owns the entries of its placement.
             let ggtt = 8 << 20
-            try pwriteValue(fd, ggtt + 100 * 8, 8, 777 << 12 | 1)
-            #expect(try preadValue(fd, ggtt + 100 * 8, 8) == 777 << 12 | 1)
-            #expect(h.host.vfio.device(uuidA)!.withHardware { $0.frame(forGraphicsAddress: 100 * 4096) } == 777)
+            let low = Int(try preadValue(fd, reg("VGT_LOW_GM_BASE"), 4)) / 4096 + 100
+            #expect(low == (128 << 20) / 4096 + 100, "the first vGPU's low GM starts above the host's 128 MB")
+            try pwriteValue(fd, ggtt + low * 8, 8, 777 << 12 | 1)
+            #expect(try preadValue(fd, ggtt + low * 8, 8) == 777 << 12 | 1)
+            #expect(h.host.vfio.device(uuidA)!.withHardware { $0.frame(forGraphicsAddress: UInt64(low) * 4096) } == 777)
             // GGTT entries also take 4-byte halves; a 2-byte access is refused.
-            try pwriteValue(fd, ggtt + 100 * 8 + 4, 4, 0)
-            #expect(try preadValue(fd, ggtt + 100 * 8, 4) == 777 << 12 | 1)
-            #expect(errnoOf { _ = try preadValue(fd, ggtt + 100 * 8, 2) } == EINVAL)
+            try pwriteValue(fd, ggtt + low * 8 + 4, 4, 0)
+            #expect(try preadValue(fd, ggtt + low * 8, 4) == 777 << 12 | 1)
+            #expect(errnoOf { _ = try preadValue(fd, ggtt + low * 8, 2) } == EINVAL)
+            // Another vGPU's or the host's entries read as zero and ignore writes.
+            try pwriteValue(fd, ggtt + 100 * 8, 8, 555 << 12 | 1)
+            #expect(try preadValue(fd, ggtt + 100 * 8, 8) == 0)
         }
     }
 
