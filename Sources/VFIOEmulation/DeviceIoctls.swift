@@ -178,8 +178,8 @@ extension Supervisor {
         guard let r = d.device.region(index) else { throw MigrationError(EINVAL, "no region \(index) at offset 0x\(String(offset, radix: 16))") }
         let needed = write ? UInt32(VFIO_REGION_INFO_FLAG_WRITE) : UInt32(VFIO_REGION_INFO_FLAG_READ)
         guard r.flags & needed != 0 else { throw MigrationError(EINVAL, "region \(index) is not \(write ? "writable" : "readable")") }
-        guard at <= r.size else { throw MigrationError(EINVAL, "offset 0x\(String(at, radix: 16)) is beyond region \(index) (\(r.size) bytes)") }
-        let n = min(count, r.size - at)
+        guard at <= r.extent else { throw MigrationError(EINVAL, "offset 0x\(String(at, radix: 16)) is beyond region \(index) (\(r.size) bytes)") }
+        let n = min(count, r.extent - at)
         if n == 0 { return .value(0) }
         guard r.trapped else { return .proceed }     // plain memory: the kernel reads the memfd itself
         stats[write ? "region write" : "region read", default: 0] += 1

@@ -13,6 +13,9 @@ public struct VFIORegion: Sendable, Equatable {
     /// Served by the device (pread/pwrite reach `EmulatedVFIODevice.read/write`); otherwise the
     /// region is plain memory shared with the caller's mappings.
     public let trapped: Bool
+    /// How far a trapped access may reach: `size` but for a region whose device serves
+    /// bytes beyond what it reports (kvmgt's EDID region reports 128 bytes, its block is at 0x800).
+    public let extent: Int
 
     public struct SparseArea: Sendable, Equatable {
         public let offset: Int
@@ -23,9 +26,11 @@ public struct VFIORegion: Sendable, Equatable {
         }
     }
 
-    public init(index: Int, size: Int, flags: UInt32, type: (type: UInt32, subtype: UInt32)? = nil, sparse: [SparseArea] = [], trapped: Bool) {
+    public init(index: Int, size: Int, flags: UInt32, type: (type: UInt32, subtype: UInt32)? = nil, sparse: [SparseArea] = [], trapped: Bool,
+                extent: Int? = nil) {
         self.index = index
         self.size = size
+        self.extent = max(size, extent ?? size)
         self.flags = flags
         self.type = type
         self.sparse = sparse
@@ -34,7 +39,7 @@ public struct VFIORegion: Sendable, Equatable {
 
     public static func == (a: VFIORegion, b: VFIORegion) -> Bool {
         a.index == b.index && a.size == b.size && a.flags == b.flags && a.type?.type == b.type?.type
-            && a.type?.subtype == b.type?.subtype && a.sparse == b.sparse && a.trapped == b.trapped
+            && a.type?.subtype == b.type?.subtype && a.sparse == b.sparse && a.trapped == b.trapped && a.extent == b.extent
     }
 }
 

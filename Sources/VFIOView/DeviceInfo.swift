@@ -51,7 +51,7 @@ struct DeviceInfo: Encodable {
         self.uuid = uuid
         flagsValue = UInt32(VFIO_DEVICE_FLAGS_PCI) | UInt32(VFIO_DEVICE_FLAGS_RESET)
         flags = ["VFIO_DEVICE_FLAGS_PCI", "VFIO_DEVICE_FLAGS_RESET"]
-        numRegions = Int(VFIO_PCI_NUM_REGIONS) + 1 + (migrationRegion == nil ? 0 : 1)
+        numRegions = Int(VFIO_PCI_NUM_REGIONS) + 2 + (migrationRegion == nil ? 0 : 1)
         numIRQs = Int(VFIO_PCI_NUM_IRQS)
         let rw = UInt32(VFIO_REGION_INFO_FLAG_READ) | UInt32(VFIO_REGION_INFO_FLAG_WRITE)
         let mmap = rw | UInt32(VFIO_REGION_INFO_FLAG_MMAP)
@@ -79,6 +79,10 @@ struct DeviceInfo: Encodable {
                               flags: names(UInt32(VFIO_REGION_INFO_FLAG_READ)), flagsValue: UInt32(VFIO_REGION_INFO_FLAG_READ),
                               file: "regions/opregion", type: UInt32(truncatingIfNeeded: VFIO_REGION_TYPE_PCI_VENDOR_TYPE) | 0x8086,   // (1 << 31) imports as a negative Int32
                               subtype: UInt32(VFIO_REGION_SUBTYPE_INTEL_IGD_OPREGION)))
+        // kvmgt_set_edid: the EDID of the vGPU's virtual monitor (VFIO_REGION_TYPE_GFX / GFX_EDID), read-write.
+        regions.append(Region(index: Int(VFIO_PCI_NUM_REGIONS) + (migrationRegion == nil ? 1 : 2), name: "EDID", size: EDIDRegion.reportedSize,
+                              flags: names(rw), flagsValue: rw, file: "regions/edid", type: UInt32(VFIO_REGION_TYPE_GFX),
+                              subtype: UInt32(VFIO_REGION_SUBTYPE_GFX_EDID)))
         let intx = UInt32(VFIO_IRQ_INFO_EVENTFD) | UInt32(VFIO_IRQ_INFO_MASKABLE) | UInt32(VFIO_IRQ_INFO_AUTOMASKED)
         let msi = UInt32(VFIO_IRQ_INFO_EVENTFD) | UInt32(VFIO_IRQ_INFO_NORESIZE)
         irqs = [

@@ -51,7 +51,8 @@ final class EmulatedVGPU: EmulatedVFIODevice {
         // kvmgt reports the BARs, ROM and VGA regions it does not implement with size 0 and no flags.
         guard let r = info.regions.first(where: { $0.index == index }) else { return VFIORegion(index: index, size: 0, flags: 0, trapped: false) }
         return VFIORegion(index: r.index, size: r.size, flags: r.flagsValue, type: r.type.map { ($0, r.subtype ?? 0) },
-                          sparse: (r.sparseMmap ?? []).map { .init(offset: $0.offset, size: $0.size) }, trapped: files[index] != nil)
+                          sparse: (r.sparseMmap ?? []).map { .init(offset: $0.offset, size: $0.size) }, trapped: files[index] != nil,
+                          extent: files[index]?.size)
     }
 
     func irq(_ index: Int) -> VFIOIRQ? {

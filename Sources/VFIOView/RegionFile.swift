@@ -15,7 +15,7 @@ final class OpenCount: Sendable {
 /// A VFIO region as a file: `pread`/`pwrite` at region offsets reach the
 /// device model with the access's own size, as the region's read/write would.
 struct RegionFile: FileContent {
-    enum Kind { case config, bar0, migration(V1Region), opregion([UInt8]) }
+    enum Kind { case config, bar0, migration(V1Region), opregion([UInt8]), edid(EDIDRegion) }
     let kind: Kind
     let device: VGPU
     let size: Int
@@ -96,6 +96,12 @@ extension RegionFile {
         case .opregion(let bytes):
             guard offset >= 0, offset <= bytes.count else { throw .invalid("offset \(offset) is beyond the \(bytes.count)-byte OpRegion") }
             bytes[offset..<min(bytes.count, offset + size)].withUnsafeBytes(reply)
+        case .edid(let edid):
+            guard offset >= 0, offset < EDIDRegion.extent else {
+                if offset == EDIDRegion.extent { return reply(UnsafeRawBufferPointer(start: nil, count: 0)) }
+                throw .invalid("offset \(offset) is beyond the EDID region")
+            }
+            try edid.read(offset: offset, size: size).withUnsafeBytes(reply)
         }
     }
 
@@ -118,6 +124,8 @@ extension RegionFile {
         case .opregion:
             // kvmgt's intel_vgpu_reg_rw_opregion refuses every write.
             throw .invalid("the OpRegion is read-only")
+        case .edid(let edid):
+            try edid.write(offset: offset, Array(data))
         }
         return data.count
     }

@@ -228,6 +228,7 @@ public final class VFIOView: MdevBusObserver, @unchecked Sendable {
         try region("config", .config, size: ConfigSpace.size, mode: 0o600)
         try region("bar0", .bar0, size: bar0Size, mode: 0o600)
         try region("opregion", .opregion(OpRegion.bytes), size: OpRegion.size, mode: 0o400)
+        try region("edid", .edid(EDIDRegion(width: gpu.geometry.width, height: gpu.geometry.height)), size: EDIDRegion.extent, mode: 0o600)
         try c.attribute("reset", in: dir, Attribute(store: { (bytes: [UInt8]) throws(FSError) in
             guard let value = KernelParsing.kstrtoul(bytes) else { throw .invalid("write 1 to reset the device") }
             if value != 0 { mig.reset() }

@@ -137,6 +137,7 @@ struct VFIOEmulationTests {
     print('bar2_info', size, flags & 8 != 0, cid, nr, aoff, asz)
     m = mmap.mmap(d, 4096, offset=(2 << 40) + aoff); m[0:4] = b'ABCD'; print('bar2_mmap', m[0:4] == b'ABCD', os.pread(d, 4, (2 << 40) + aoff))
     print('bar2_outside_slice', err(lambda: mmap.mmap(d, 4096, offset=2 << 40)))
+    print('edid', struct.unpack('I', os.pread(d, 4, 10 << 40))[0], os.pread(d, 8, (10 << 40) + 0x800).hex())
     """
 
     @Test("container, group and fd semantics: the kernel's errnos, dup copies tracked in the range, copies outside refused")
@@ -160,6 +161,8 @@ struct VFIOEmulationTests {
         #expect(lines.contains("bar2_info \(1 << 30) True 1 1 \(128 << 20) \(128 << 20)"), "\(r)")
         #expect(lines.contains("bar2_mmap True b'ABCD'"), "\(r)")
         #expect(lines.contains("bar2_outside_slice \(EINVAL)"), "\(r)")
+        // The EDID region reports 128 bytes, as kvmgt, yet its block at 0x800 is reachable.
+        #expect(lines.contains("edid 2048 00ffffffffffff00"), "\(r)")
     }
 
     @Test("a node that is not emulated is ENOENT with the reason, and the daemon keeps serving")

@@ -34,7 +34,7 @@ struct VFIOViewTests {
             try writeText(h.typeDir("i915-GVTg_V5_4") + "/create", uuidA)
             #expect(try listDir(h.vfio(uuidA)) == ["info", "migration", "regions", "reset", "state_digest", "sysfs", "workload"])
             #expect(try listDir(h.vfio(uuidA) + "/migration") == ["data", "error", "features", "precopy_info", "state", "stop_copy_size"])
-            #expect(try listDir(h.vfio(uuidA) + "/regions") == ["bar0", "config", "opregion"])
+            #expect(try listDir(h.vfio(uuidA) + "/regions") == ["bar0", "config", "edid", "opregion"])
             #expect(try listDir(h.vfio(uuidA) + "/workload") == ["clock", "dirty_rate_mbps", "fill", "running", "seed", "step", "ticks", "working_set_mib"])
             #expect(realPath(h.vfio(uuidA) + "/sysfs") == h.parent + "/" + uuidA)
             let vfioDev = try listDir(h.device(uuidA) + "/vfio-dev")
@@ -43,7 +43,7 @@ struct VFIOViewTests {
 
             let info = try JSONSerialization.jsonObject(with: Data(try readText(h.vfio(uuidA) + "/info").utf8)) as! [String: Any]
             #expect(info["flags_value"] as? Int == 3)          // VFIO_DEVICE_FLAGS_RESET | VFIO_DEVICE_FLAGS_PCI
-            #expect(info["num_regions"] as? Int == 10)               // the 9 PCI regions and kvmgt's OpRegion
+            #expect(info["num_regions"] as? Int == 11)               // the 9 PCI regions, kvmgt's OpRegion and EDID
             #expect(info["num_irqs"] as? Int == 5)
             // As kvmgt: INTx and MSI, one vector each; GET_IRQ_INFO on MSI-X, ERR and REQ is EINVAL.
             let irqs = info["irqs"] as! [[String: Any]]
@@ -64,6 +64,9 @@ struct VFIOViewTests {
             let signature = try readBytes(h.vfio(uuidA) + "/regions/opregion")
             #expect(signature.count == 8192 && String(decoding: signature.prefix(16), as: UTF8.self) == "IntelGraphicsMem")
             #expect(errnoOf { try writeText(h.vfio(uuidA) + "/regions/opregion", "x") } == EINVAL)
+            // kvmgt's EDID region: type GFX, subtype EDID, registered with EDID_SIZE (128).
+            let edid = regions.first { $0["name"] as? String == "EDID" }!
+            #expect(edid["index"] as? Int == 10 && edid["size"] as? Int == 128 && edid["type"] as? Int == 1 && edid["subtype"] as? Int == 1)
             // BAR2: the host's 1 GiB aperture; the vGPU's low GM (above the host's 128 MB) is the mappable slice.
             let bar2 = regions.first { $0["name"] as? String == "BAR2" }!
             #expect(bar2["size"] as? Int == 1 << 30)
@@ -100,6 +103,37 @@ struct VFIOViewTests {
             #expect(try preadValue(fd, 0x06, 2) == 0x1010)
             try pwriteValue(fd, 0x06, 2, 0x1000)
             #expect(try preadValue(fd, 0x06, 2) == 0x0010)
+        }
+    }
+
+    @Test("regions/edid: kvmgt's registers, a valid EDID block for the type's resolution, link state and size checked")
+    func edidRegion() throws {
+        try withMountedHost { h in
+            try writeText(h.typeDir("i915-GVTg_V5_8") + "/create", uuidA)      // 1024x768
+            let fd = try openFile(h.vfio(uuidA) + "/regions/edid")
+            defer { close(fd) }
+            let regs = try (0..<6).map { try preadValue(fd, $0 * 4, 4) }
+            #expect(regs == [0x800, 128, 128, 1024, 768, 0], "edid_offset, edid_max_size, edid_size, max_xres, max_yres, link_state")
+            var block = [UInt8](repeating: 0, count: 128)
+            #expect(pread(fd, &block, 128, 0x800) == 128)
+            // Checked from the bytes alone: header, checksum, version 1.4, and the preferred timing's active size.
+            #expect(Array(block[0..<8]) == [0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0])
+            #expect(block.reduce(0, &+) == 0 && block[18] == 1 && block[19] == 4)
+            #expect(Int(block[56]) | Int(block[58] >> 4) << 8 == 1024 && Int(block[59]) | Int(block[61] >> 4) << 8 == 768)
+            try pwriteValue(fd, 20, 4, 1)                                       // link UP with the valid block
+            #expect(try preadValue(fd, 20, 4) == 1)
+            #expect(errnoOf { try pwriteValue(fd, 20, 4, 3) } == EINVAL)         // neither UP nor DOWN
+            #expect(errnoOf { _ = try preadValue(fd, 0, 2) } == EINVAL)          // registers are u32
+            #expect(errnoOf { try pwriteValue(fd, 0, 4, 0x900) } == EINVAL)      // edid_offset is read-only
+            #expect(errnoOf { try pwriteValue(fd, 8, 4, 129) } == EINVAL)        // beyond edid_max_size
+            // A VMM's own block: written, then UP checks it; a bad checksum is refused.
+            var bad = block
+            bad[127] &+= 1
+            #expect(pwrite(fd, bad, 128, 0x800) == 128)
+            #expect(errnoOf { try pwriteValue(fd, 20, 4, 1) } == EINVAL)
+            try pwriteValue(fd, 20, 4, 2)                                       // DOWN needs no block
+            try pwriteValue(fd, 8, 4, 64)
+            #expect(pread(fd, &block, 128, 0x800) == -1 && errno == EINVAL)       // beyond the new edid_size
         }
     }
 
