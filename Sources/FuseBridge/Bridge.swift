@@ -253,10 +253,21 @@ enum Bridge {
         ops.write = { req, ino, buf, size, offset, fi in
             let box = borrow(fi!.pointee.fh, as: FileHandleBox.self)
             do throws(FSError) {
-                if let errno = Dispatcher.from(req).consult(.write, ino) { throw FSError(errno, "injected") }
-                let written = try box.file.write(offset: Int(offset), data: UnsafeRawBufferPointer(start: buf, count: size))
+                let d = Dispatcher.from(req)
+                if let errno = d.consult(.write, ino) { throw FSError(errno, "injected") }
+                let pending = PendingRequest(req: req)
+                // A store that blocks in the kernel (remove of a device in use) answers later, from whoever finishes it.
+                let later: @Sendable (Result<Int, FSError>) -> Void = { result in
+                    d.replyAfterInvalidations(pending.req) { r in
+                        switch result {
+                        case .success(let n): fuse_reply_write(r, n)
+                        case .failure(let error): d.fail(r, error, "write", ino, loud: true)
+                        }
+                    }
+                }
+                guard let written = try box.file.write(offset: Int(offset), data: UnsafeRawBufferPointer(start: buf, count: size), later: later) else { return }
                 // Writes are what change the tree (create, remove, surprise removal).
-                Dispatcher.from(req).replyAfterInvalidations(req) { fuse_reply_write($0, written) }
+                d.replyAfterInvalidations(req) { fuse_reply_write($0, written) }
             } catch {
                 let d = Dispatcher.from(req)
                 d.replyAfterInvalidations(req) { d.fail($0, error, "write", ino, loud: true) }

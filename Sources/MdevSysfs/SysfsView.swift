@@ -1,9 +1,24 @@
 import GPUModel
 import MdevCore
+import Synchronization
 import VirtualFS
 
 extension FSError {
     init(_ error: MdevError) { self.init(error.errno, error.message) }
+}
+
+/// Whether a device's removal must wait, as the kernel's does for a VFIO device
+/// in use. A holder (the VFIO view) installs the check; `holds` either returns
+/// false (remove now) or true and runs `proceed` once the device is released.
+public final class RemovalGate: Sendable {
+    public typealias Check = @Sendable (_ uuid: String, _ proceed: @escaping @Sendable () -> Void) -> Bool
+    private let check = Mutex<Check?>(nil)
+    public init() {}
+    public func install(_ c: @escaping Check) { check.withLock { $0 = c } }
+    func holds(_ uuid: String, proceed: @escaping @Sendable () -> Void) -> Bool {
+        guard let c = check.withLock({ $0 }) else { return false }
+        return c(uuid, proceed)
+    }
 }
 
 /// The kernel's sysfs layout of an `MdevBus`, kept in a VirtualFS tree under
@@ -28,6 +43,8 @@ public final class SysfsView: MdevBusObserver, @unchecked Sendable {
 
     /// Device events of this tree (uevent writes; the Simulator adds the bus's own).
     public let events = DeviceEventRelay()
+    /// When a device's `remove` may proceed (the VFIO view holds it while the device is open).
+    public let removalGate = RemovalGate()
 
     public init(bus: MdevBus, tree: Tree = Tree()) throws(FSError) {
         self.bus = bus
@@ -153,8 +170,19 @@ public final class SysfsView: MdevBusObserver, @unchecked Sendable {
         let bus = self.bus
         let dir = try c.directory(uuid, in: parentDir)
         try c.symlink("mdev_type", in: dir, to: "../mdev_supported_types/\(device.type.id)")
-        try c.attribute("remove", in: dir, Attribute(store: { (bytes: [UInt8]) throws(FSError) in
-            do throws(MdevError) { try bus.remove(uuid: uuid, valueBytes: bytes) } catch { throw FSError(error) }
+        let gate = removalGate
+        try c.attribute("remove", in: dir, Attribute(storeLater: { (bytes: [UInt8], finish: @escaping @Sendable (FSError?) -> Void) throws(FSError) -> Bool in
+            guard let value = KernelParsing.kstrtoul(bytes) else {
+                throw .invalid("remove expects a number (write 1 to remove the device), got '\(KernelParsing.printable(bytes.prefix(64)))'")
+            }
+            guard value != 0 else { return false }
+            // vfio_unregister_group_dev: the remove blocks until the device's users release it.
+            let waits = gate.holds(uuid) {
+                do throws(MdevError) { try bus.remove(uuid: uuid); finish(nil) } catch { finish(FSError(error)) }
+            }
+            if waits { return true }
+            do throws(MdevError) { try bus.remove(uuid: uuid) } catch { throw FSError(error) }
+            return false
         }))
         try c.symlink("iommu_group", in: dir, to: "../../../../kernel/iommu_groups/\(device.iommuGroup)")
         try c.symlink("driver", in: dir, to: "../../../../bus/mdev/drivers/\(mdevDriver)")

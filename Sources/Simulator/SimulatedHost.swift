@@ -41,6 +41,7 @@ public final class SimulatedHost: Sendable {
         sysfs = try SysfsView(bus: bus, tree: tree)
         faults = FaultInjector(onFire: onFault)
         vfio = try VFIOView(bus: bus, tree: sysfs.tree, events: sysfs.events, migrationFaults: faults)
+        vfio.holdRemovals(sysfs.removalGate)
         uevents = UEventFeed(sysfs: sysfs, vfio: vfio)
         try faults.addControlFiles(to: sysfs.tree)
         sysfs.tree.setHook(faults)

@@ -17,6 +17,8 @@ final class EmulatedVGPU: EmulatedVFIODevice {
     let files: [Int: RegionFile]
     let device: MigrationDevice
     let v1: Bool
+    /// The device's opens: each device fd counts as one, as a region file does.
+    let opens: OpenCount
     /// The open device fd's interrupt sink (weak: the fd's handle owns this device, not the
     /// reverse) and the pump that watches the model for interrupts while one is set.
     private let interrupts = Mutex<(sink: WeakSink?, pump: Pump?, seen: UInt64, heldINTx: Bool)>((nil, nil, 0, false))
@@ -32,7 +34,9 @@ final class EmulatedVGPU: EmulatedVFIODevice {
     /// How often the pump looks: the workload ticks every 10 ms.
     static let pumpInterval = DispatchTimeInterval.milliseconds(2)
 
-    init(name: String, iommuGroup: Int, cdevMinor: Int, info: DeviceInfo, files: [Int: RegionFile], device: MigrationDevice, v1: Bool) {
+    init(name: String, iommuGroup: Int, cdevMinor: Int, info: DeviceInfo, files: [Int: RegionFile], device: MigrationDevice, v1: Bool,
+         opens: OpenCount) {
+        self.opens = opens
         self.name = name
         self.iommuGroup = iommuGroup
         self.cdevMinor = cdevMinor
@@ -88,6 +92,11 @@ final class EmulatedVGPU: EmulatedVFIODevice {
     /// The model latches interrupts as its workload runs, which it does lazily, when touched:
     /// while a VMM has the device open, a pump touches it and signals each new interrupt.
     func setInterruptSink(_ sink: (any InterruptSink)?) {
+        if sink != nil { opens.increment() }
+        install(sink)
+    }
+
+    private func install(_ sink: (any InterruptSink)?) {
         let gpu = device.gpu
         let old = interrupts.withLock { i -> Pump? in
             let pump = i.pump
@@ -124,7 +133,8 @@ final class EmulatedVGPU: EmulatedVFIODevice {
 
     func clearInterruptSink(_ sink: any InterruptSink) {
         let current = interrupts.withLock { $0.sink?.sink }
-        if current === sink || current == nil { setInterruptSink(nil) }
+        if current === sink || current == nil { install(nil) }
+        opens.decrement()
     }
 }
 

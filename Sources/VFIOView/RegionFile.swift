@@ -1,15 +1,34 @@
+import Dispatch
 import GPUModel
 import Migration
 import Synchronization
 import VirtualFS
 
-/// Counts the open region files of a device: a device with any open is "in use"
-/// (its aggregation can no longer change).
+/// Counts a device's opens (its region and migration files, and device fds of the
+/// VFIO emulation): a device with any open is "in use" (its aggregation can no
+/// longer change, its removal waits for the last close).
 final class OpenCount: Sendable {
-    private let count = Atomic<Int>(0)
-    func increment() { count.add(1, ordering: .relaxed) }
-    func decrement() { count.subtract(1, ordering: .relaxed) }
-    var value: Int { count.load(ordering: .relaxed) }
+    private let state = Mutex<(count: Int, waiters: [@Sendable () -> Void])>((0, []))
+    func increment() { state.withLock { $0.count += 1 } }
+    func decrement() {
+        let run = state.withLock { s -> [@Sendable () -> Void] in
+            s.count -= 1
+            guard s.count == 0 else { return [] }
+            defer { s.waiters = [] }
+            return s.waiters
+        }
+        // Off the closing thread: a release handler or the emulation loop must not run a removal itself.
+        for body in run { DispatchQueue.global().async(execute: body) }
+    }
+    var value: Int { state.withLock { $0.count } }
+    /// false when nothing is open; otherwise true, and `body` runs after the last close.
+    func whenReleased(_ body: @escaping @Sendable () -> Void) -> Bool {
+        state.withLock { s in
+            guard s.count > 0 else { return false }
+            s.waiters.append(body)
+            return true
+        }
+    }
 }
 
 /// A VFIO region as a file: `pread`/`pwrite` at region offsets reach the

@@ -90,6 +90,17 @@ public final class VFIOView: MdevBusObserver, @unchecked Sendable {
         bus.addObserver(self)
     }
 
+    /// Installs this view as the removal gate: a device with open region files or
+    /// emulated device fds is removed after its last close, as the kernel's
+    /// vfio_unregister_group_dev waits ("Device is currently in use, task ... blocked
+    /// until device is released"). Surprise removal does not wait.
+    public func holdRemovals(_ gate: RemovalGate) {
+        gate.install { [weak self] uuid, proceed in
+            guard let entry = self?.devices.withLock({ $0[uuid] }) else { return false }
+            return entry.opens.whenReleased(proceed)
+        }
+    }
+
     /// The simulated hardware of a device, if it exists.
     public func device(_ uuid: String) -> VGPU? { devices.withLock { $0[uuid]?.device } }
     public func migration(_ uuid: String) -> MigrationDevice? { devices.withLock { $0[uuid]?.migration } }
@@ -247,7 +258,8 @@ public final class VFIOView: MdevBusObserver, @unchecked Sendable {
             return n
         }
         let name = "vfio\(minor)"
-        let emulation = EmulatedVGPU(name: uuid, iommuGroup: device.iommuGroup, cdevMinor: minor, info: info, files: files, device: mig, v1: v1)
+        let emulation = EmulatedVGPU(name: uuid, iommuGroup: device.iommuGroup, cdevMinor: minor, info: info, files: files, device: mig, v1: v1,
+                                     opens: entry.opens)
         emulated.withLock { $0[uuid] = emulation }
         let node = try c.directory(name, in: vfioDev)
         try c.attribute("dev", in: node, .constant("\(VFIOView.cdevMajor):\(minor)\n"))

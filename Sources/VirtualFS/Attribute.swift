@@ -1,3 +1,4 @@
+import Dispatch
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -14,15 +15,30 @@ import Glibc
 public struct Attribute: FileContent {
     public typealias Show = @Sendable () throws(FSError) -> String
     public typealias Store = @Sendable (_ bytes: [UInt8]) throws(FSError) -> Void
+    /// A store that may finish later (a removal that waits for the device's release):
+    /// returns false when done, or true after arranging to call `finish` exactly once.
+    public typealias DeferredStore = @Sendable (_ bytes: [UInt8], _ finish: @escaping @Sendable (FSError?) -> Void) throws(FSError) -> Bool
 
     public static let pageSize = 4096
 
     let show: Show?
-    let store: Store?
+    let store: DeferredStore?
 
     public init(show: Show? = nil, store: Store? = nil) {
         self.show = show
-        self.store = store
+        if let store {
+            self.store = { (bytes: [UInt8], _: @escaping @Sendable (FSError?) -> Void) throws(FSError) -> Bool in
+                try store(bytes)
+                return false
+            }
+        } else {
+            self.store = nil
+        }
+    }
+
+    public init(show: Show? = nil, storeLater: @escaping DeferredStore) {
+        self.show = show
+        self.store = storeLater
     }
 
     /// A read-only attribute whose value never changes.
@@ -72,14 +88,24 @@ final class OpenAttribute: OpenFile {
         all[start..<end].withUnsafeBytes { reply($0) }
     }
 
-    func write(offset: Int, data: UnsafeRawBufferPointer) throws(FSError) -> Int {
+    func write(offset: Int, data: UnsafeRawBufferPointer, later: @escaping @Sendable (Result<Int, FSError>) -> Void) throws(FSError) -> Int? {
         try node.checkAlive()
         guard let store = attribute.store else { throw .accessDenied("read-only attribute") }
         guard data.count <= Attribute.pageSize else {
             throw FSError(E2BIG, "a sysfs attribute takes at most \(Attribute.pageSize) bytes per write")
         }
-        try store(Array(data))
-        return data.count
+        let n = data.count
+        let deferred = try store(Array(data)) { error in later(error.map { .failure($0) } ?? .success(n)) }
+        return deferred ? nil : n
+    }
+
+    /// For callers without a request to answer later (tools, tests): waits for a deferred store.
+    func write(offset: Int, data: UnsafeRawBufferPointer) throws(FSError) -> Int {
+        let done = DispatchSemaphore(value: 0)
+        let result = Mutex<Result<Int, FSError>>(.success(0))
+        if let n = try write(offset: offset, data: data, later: { r in result.withLock { $0 = r }; done.signal() }) { return n }
+        done.wait()
+        return try result.withLock { $0 }.get()
     }
 }
 

@@ -41,11 +41,18 @@ extension FileContent {
 public protocol OpenFile: AnyObject, Sendable {
     func read(offset: Int, size: Int, reply: (UnsafeRawBufferPointer) -> Void) throws(FSError)
     func write(offset: Int, data: UnsafeRawBufferPointer) throws(FSError) -> Int
+    /// A write whose answer may come later, as a kernel store that blocks: the count now,
+    /// or nil after arranging for `later` to be called exactly once (from any thread)
+    /// with the result. The request is answered then; no worker waits meanwhile.
+    func write(offset: Int, data: UnsafeRawBufferPointer, later: @escaping @Sendable (Result<Int, FSError>) -> Void) throws(FSError) -> Int?
     func release()
 }
 
 extension OpenFile {
     public func release() {}
+    public func write(offset: Int, data: UnsafeRawBufferPointer, later: @escaping @Sendable (Result<Int, FSError>) -> Void) throws(FSError) -> Int? {
+        try write(offset: offset, data: data)
+    }
 }
 
 extension OpenFile {

@@ -146,10 +146,10 @@ struct MigrationFilesTests {
         parent.types = parent.types.map { var t = $0; t.migrationProtocol = "v1"; return t }
         try withMountedHost(HostConfig(parents: [parent]).withClock("stepped")) { h in
             try writeText(h.typeDir("i915-GVTg_V5_8") + "/create", uuidA)
-            #expect(try listDir(h.vfio(uuidA) + "/regions") == ["bar0", "config", "migration", "opregion"])
+            #expect(try listDir(h.vfio(uuidA) + "/regions") == ["bar0", "config", "edid", "migration", "opregion"])
             #expect(try listDir(h.vfio(uuidA) + "/migration") == ["error"])
             let info = try JSONSerialization.jsonObject(with: Data(try readText(h.vfio(uuidA) + "/info").utf8)) as! [String: Any]
-            #expect(info["num_regions"] as? Int == 11)             // 9 PCI regions, the migration region, the OpRegion after it
+            #expect(info["num_regions"] as? Int == 12)             // 9 PCI regions, the migration region, the OpRegion and EDID after it
             let opregion = (info["regions"] as! [[String: Any]]).first { $0["name"] as? String == "OPREGION" }!
             #expect(opregion["index"] as? Int == 10)
             let region = (info["regions"] as! [[String: Any]]).first { $0["name"] as? String == "MIGRATION" }!

@@ -68,6 +68,35 @@ struct VFIOEmulationTests {
         #expect(r.out.split(separator: "\n").filter { $0.hasPrefix("interrupt") }.allSatisfy { $0.contains("status_int 1") && !$0.hasSuffix("iir 0x0") }, "\(r)")
     }
 
+    /// A VMM holding the device while an orchestrator removes it: the remove's write blocks
+    /// until the device fd is closed, as vfio_unregister_group_dev blocks it.
+    static let holdClient = """
+    import fcntl, os, struct, sys, threading, time
+    uuid, group = sys.argv[1], sys.argv[2]
+    c = os.open('/dev/vfio/vfio', os.O_RDWR)
+    g = os.open('/dev/vfio/' + group, os.O_RDWR)
+    fcntl.ioctl(g, 0x3b68, struct.pack('i', c)); fcntl.ioctl(c, 0x3b66, 3)
+    d = fcntl.ioctl(g, 0x3b6a, bytearray(uuid.encode() + b'\\0'), True)
+    t0 = time.time(); done = []
+    def remove():
+        with open('/sys/bus/mdev/devices/%s/remove' % uuid, 'w') as f: f.write('1')
+        done.append(time.time() - t0)
+    th = threading.Thread(target=remove); th.start()
+    time.sleep(0.6)
+    print('waiting', not done, os.path.exists('/sys/bus/mdev/devices/' + uuid))
+    os.close(d)
+    th.join(5)
+    print('removed', bool(done) and done[0] >= 0.6, not os.path.exists('/sys/bus/mdev/devices/' + uuid))
+    """
+
+    @Test("remove of a vGPU a VMM holds open blocks until the device fd is closed, then completes")
+    func removeWaitsForRelease() throws {
+        let r = try runClient(Self.holdClient)
+        #expect(r.status == 0, "\(r)")
+        #expect(r.out.contains("waiting True True"), "\(r)")
+        #expect(r.out.contains("removed True True"), "\(r)")
+    }
+
     @Test("the real-device backend end to end on emulated kernels: mount --vfio-device, record, migrate through the C ioctl layer")
     func realBackendEndToEnd() throws {
         try withMountedHost(HostConfig.builtIn.withClock("stepped")) { h in

@@ -1,6 +1,7 @@
 import Foundation
 import GPUModel
 import MdevCore
+import Synchronization
 import Testing
 
 /// pread/pwrite of a little-endian value of `size` bytes; throws Errno.
@@ -103,6 +104,44 @@ struct VFIOViewTests {
             #expect(try preadValue(fd, 0x06, 2) == 0x1010)
             try pwriteValue(fd, 0x06, 2, 0x1000)
             #expect(try preadValue(fd, 0x06, 2) == 0x0010)
+        }
+    }
+
+    @Test("remove of a vGPU whose VFIO files are open blocks until the last is closed; surprise removal does not wait")
+    func removeWaitsForRelease() throws {
+        try withMountedHost { h in
+            try writeText(h.typeDir("i915-GVTg_V5_4") + "/create", uuidA)
+            var bar0 = try openFile(h.vfio(uuidA) + "/regions/bar0")
+            var data = try openFile(h.vfio(uuidA) + "/regions/config")
+            // Closed on every path: a mount cannot be taken down under its own test's open files.
+            defer { if bar0 >= 0 { close(bar0) }; if data >= 0 { close(data) } }
+            let finished = Mutex<Date?>(nil)
+            let started = Date()
+            let writer = Thread {
+                try? writeText(h.device(uuidA) + "/remove", "1")
+                finished.withLock { $0 = Date() }
+            }
+            writer.start()
+            Thread.sleep(forTimeInterval: 0.5)
+            #expect(finished.withLock { $0 } == nil, "the remove returned while the device was open")
+            #expect(exists(h.device(uuidA)) && exists(h.vfio(uuidA)))
+            #expect((try? preadValue(bar0, reg("VGT_MAGIC"), 8)) == 0x4776_5447_7654_4776, "the held device still answers")
+            close(bar0); bar0 = -1
+            Thread.sleep(forTimeInterval: 0.3)
+            #expect(finished.withLock { $0 } == nil, "one file is still open")
+            close(data); data = -1
+            let deadline = Date().addingTimeInterval(3)
+            while finished.withLock({ $0 }) == nil && Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
+            let done = try #require(finished.withLock { $0 })
+            #expect(done.timeIntervalSince(started) >= 0.8)
+            #expect(!exists(h.device(uuidA)) && !exists(h.vfio(uuidA)))
+            // Surprise removal takes a held device at once.
+            try writeText(h.typeDir("i915-GVTg_V5_4") + "/create", uuidB)
+            let held = try openFile(h.vfio(uuidB) + "/regions/bar0")
+            defer { close(held) }
+            try writeText(h.root + "/.mdevsim/surprise_remove", "device \(uuidB)")
+            #expect(!exists(h.device(uuidB)))
+            #expect(errnoOf { _ = try preadValue(held, 0, 4) } == ENODEV)
         }
     }
 
@@ -256,13 +295,14 @@ struct VFIOViewTests {
         }
     }
 
-    @Test("a region opened before its device was removed fails with ENODEV")
+    @Test("a region opened before its device was surprise-removed fails with ENODEV")
     func removedDevice() throws {
         try withMountedHost { h in
             try writeText(h.typeDir("i915-GVTg_V5_8") + "/create", uuidA)
             let fd = try openFile(h.vfio(uuidA) + "/regions/bar0")
             defer { close(fd) }
-            try writeText(h.device(uuidA) + "/remove", "1")
+            // (An orderly remove would wait for this fd: removeWaitsForRelease.)
+            try writeText(h.root + "/.mdevsim/surprise_remove", "device \(uuidA)")
             #expect(errnoOf { _ = try preadValue(fd, reg("RING_CTL"), 4) } == ENODEV)
         }
     }
