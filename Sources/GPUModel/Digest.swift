@@ -30,10 +30,9 @@ public struct StateDigest: Sendable {
     }
 
     /// Adds a page of 4 KiB fast, eight bytes at a time.
-    public mutating func add(page: [UInt8]) {
-        page.withUnsafeBytes { raw in
-            for i in stride(from: 0, to: raw.count, by: 8) { add(raw.loadUnaligned(fromByteOffset: i, as: UInt64.self)) }
-        }
+    public mutating func add(page: [UInt8]) { page.withUnsafeBytes { add(page: $0) } }
+    public mutating func add(page raw: UnsafeRawBufferPointer) {
+        for i in stride(from: 0, to: raw.count, by: 8) { add(raw.loadUnaligned(fromByteOffset: i, as: UInt64.self)) }
     }
 
     public var hex: String {

@@ -48,8 +48,8 @@ public struct Hardware: Sendable {
     public internal(set) var registers: [UInt64]
     /// Sparse GGTT: entry index → PTE (gen8 layout: bit 0 present, bits 12-38 frame).
     public internal(set) var ggtt: [UInt32: UInt64] = [:]
-    /// Sparse graphics memory: frame → 4 KiB page, allocated on first write.
-    public internal(set) var memory: [UInt32: [UInt8]] = [:]
+    /// Graphics memory: 4 KiB frames, committed on first write.
+    public let memory: PageStore
     public internal(set) var dirty = DirtySet()
 
     public init(geometry: VGPUGeometry) {
@@ -60,6 +60,7 @@ public struct Hardware: Sendable {
         apertureSize = Int(geometry.apertureBytes)
         config = HostFunction.vgpuConfigSpace(geometry)
         registers = table.registers.map(\.reset)
+        memory = PageStore(frames: geometry.gmPages)
         lowBaseIndex = table.index(named: "VGT_LOW_GM_BASE")!
         highBaseIndex = table.index(named: "VGT_HIGH_GM_BASE")!
     }
@@ -221,16 +222,14 @@ public struct Hardware: Sendable {
 
     /// Writes bytes into a frame, allocating the page on first write.
     mutating func writeFrame(_ frame: UInt32, at offset: Int, _ bytes: UnsafeRawBufferPointer) {
-        if memory[frame] == nil { memory[frame] = [UInt8](repeating: 0, count: GPULayout.pageSize) }
-        memory[frame]!.withUnsafeMutableBytes { page in
+        memory.withMutablePage(frame) { page in
             page.baseAddress!.advanced(by: offset).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
         }
         dirty.pages.insert(frame)
     }
 
     mutating func fillFrame(_ frame: UInt32, _ rng: inout SplitMix64) {
-        if memory[frame] == nil { memory[frame] = [UInt8](repeating: 0, count: GPULayout.pageSize) }
-        memory[frame]!.withUnsafeMutableBytes { page in
+        memory.withMutablePage(frame) { page in
             for i in stride(from: 0, to: GPULayout.pageSize, by: 8) { page.storeBytes(of: rng.next(), toByteOffset: i, as: UInt64.self) }
         }
         dirty.pages.insert(frame)
@@ -322,7 +321,7 @@ public struct Hardware: Sendable {
     }
 
     public mutating func restorePage(_ frame: UInt32, _ bytes: ArraySlice<UInt8>) {
-        memory[frame] = Array(bytes)
+        memory.withMutablePage(frame) { page in bytes.withUnsafeBytes { page.copyMemory(from: $0) } }
     }
 
     public mutating func restoreConfig(_ bytes: [UInt8]) { config.load(bytes) }

@@ -275,7 +275,7 @@ public final class VGPU: Sendable {
             d.add(UInt64(hw.ggtt.count))
             for key in hw.ggtt.keys.sorted() { d.add(UInt64(key)); d.add(hw.ggtt[key]!) }
             d.add(UInt64(hw.memory.count))
-            for key in hw.memory.keys.sorted() { d.add(UInt64(key)); d.add(page: hw.memory[key]!) }
+            for frame in hw.memory.writtenFrames { d.add(UInt64(frame)); d.add(page: hw.memory.page(frame)!) }
             let w = s.workloadState
             d.add(w.tick); d.add(w.rng.state); d.add(w.budget); d.add(w.frontBuffer)
             return d.hex

@@ -34,7 +34,7 @@ public struct ContentCheck {
         geometry = VGPUGeometry(lowGMBytes: low << 20, highGMBytes: high << 20, fences: fences,
                                 width: dims.first ?? 1920, height: dims.count > 1 ? dims[1] : 1200,
                                 apertureBytes: ContentCheck.aperture(lowGMBytes: low << 20))
-        loader = ImageLoader(geometry: geometry)
+        loader = ImageLoader(geometry: geometry, keepsPages: false)
     }
 
     /// Checks one record; throws the first thing a device would refuse.
@@ -47,7 +47,7 @@ public struct ContentCheck {
             func u16(_ o: Int) -> UInt16 { UInt16(b[o]) | UInt16(b[o + 1]) << 8 }
             geometry.vendorID = u16(0); geometry.deviceID = u16(2)
             geometry.subsystemVendorID = u16(0x2c); geometry.subsystemID = u16(0x2e); geometry.revision = b[8]
-            loader = ImageLoader(geometry: geometry)
+            loader = ImageLoader(geometry: geometry, keepsPages: false)
         }
         do throws(LoadError) { try loader.apply(type, payload) } catch {
             throw StreamError(offset: offset, error.message)

@@ -56,10 +56,10 @@ enum DeviceImage {
 
     static func memoryRecord(_ hw: Hardware, frames: ArraySlice<UInt32>, type: RecordType, into w: inout StreamWriter) {
         w.record(type) { p in
-            p.bytes.reserveCapacity(p.bytes.count + frames.count * pageRecordBytes + 4)
+            p.reserve(frames.count * pageRecordBytes + 4)
             for frame in frames {
                 p.put32(frame)
-                if let page = hw.memory[frame] { p.putBytes(page) } else { p.putBytes(repeatElement(0, count: GPULayout.pageSize)) }
+                if let page = hw.memory.page(frame) { p.bytes.append(contentsOf: page) } else { p.putBytes(repeatElement(0, count: GPULayout.pageSize)) }
             }
         }
     }
@@ -97,7 +97,12 @@ struct ImageLoader {
     var dirtyRateMBps = 0.0
     var workingSetMiB = 0
 
-    init(geometry: VGPUGeometry) {
+    /// Whether page contents are kept (a resume) or only checked (verify and inspect,
+    /// whose geometry comes from the stream's header and must not size an allocation).
+    let keepsPages: Bool
+
+    init(geometry: VGPUGeometry, keepsPages: Bool = true) {
+        self.keepsPages = keepsPages
         hardware = Hardware(geometry: geometry)
         workload = WorkloadState(seed: 0)
     }
@@ -155,7 +160,8 @@ struct ImageLoader {
                 guard Int(frame) < hardware.geometry.gmPages else {
                     throw LoadError("memory frame \(frame) is beyond this device's \(hardware.geometry.gmPages) pages of graphics memory")
                 }
-                hardware.restorePage(frame, r.take(GPULayout.pageSize)!)
+                let page = r.take(GPULayout.pageSize)!
+                if keepsPages { hardware.restorePage(frame, page) }
             }
         case .workload:
             guard payload.count == 48 else { throw LoadError("workload record is \(payload.count) bytes, not 48") }

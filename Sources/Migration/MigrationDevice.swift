@@ -173,7 +173,7 @@ public final class MigrationDevice: Sendable {
         c.lastSession += 1
         let (frames, ggttPages) = gpu.withHardware { hw in
             _ = hw.takeDirty()
-            return (hw.memory.keys.sorted(), Array(Set(hw.ggtt.keys.map { $0 >> 9 })).sorted())
+            return (hw.memory.writtenFrames, Array(Set(hw.ggtt.keys.map { $0 >> 9 })).sorted())
         }
         return SaveSession(id: c.lastSession, ggttPages: ggttPages, frames: frames, stopped: stopped)
     }

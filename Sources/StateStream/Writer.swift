@@ -76,6 +76,12 @@ public struct ByteBuffer: Sendable {
         bytes += utf8
     }
     public mutating func putBytes(_ b: some Collection<UInt8>) { bytes += b }
+    /// Room for `more` bytes, growing geometrically: calling it per record must not
+    /// reallocate (and copy) the whole buffer each time, as an exact reserveCapacity would.
+    public mutating func reserve(_ more: Int) {
+        let need = bytes.count + more
+        if bytes.capacity < need { bytes.reserveCapacity(max(need, bytes.capacity * 2)) }
+    }
 }
 
 /// Little-endian reading with bounds checks: every read says whether it fit.
