@@ -8,6 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
 swift build --build-tests
+# docs/architecture.md's module graph must be Package.swift's.
+python3 scripts/module-graph.py --check
 results=$(mktemp -d)
 trap 'rm -rf "$results"' EXIT
 status=0
