@@ -1,4 +1,5 @@
 import Foundation
+import StateStream
 
 /// `mdevsim migrate`: a live migration between two devices through their files,
 /// as a VMM would drive it.
@@ -192,37 +193,22 @@ public enum Compat {
         return (parts.first ?? "", parts.count > 1 ? parts[1] : "", params)
     }
 
+    /// The rules of `StateStream.Compatibility` (one definition of compatible: the one a
+    /// resume applies), explained, ranked by version distance, with the type mismatch
+    /// explained when the resources agree, and the destination's own verdict on its
+    /// migration_version when it has one.
     public static func check(_ s: Endpoint, _ d: Endpoint) -> Verdict {
         let a = fields(s.version), b = fields(d.version)
-        var rules: [Rule] = []
-        rules.append(Rule(rule: "device model", ok: a.model == b.model,
-                          detail: a.model == b.model ? "both \(a.model)" : "\(a.model) vs \(b.model): a stream only loads into the same model"))
-        let va = a.version.split(separator: ".").compactMap { Int($0) }, vb = b.version.split(separator: ".").compactMap { Int($0) }
+        let source = StreamHeader(model: a.model, driverVersion: a.version, parameters: a.params.map { (name: $0.0, value: $0.1) })
+        let destination = StreamHeader(model: b.model, driverVersion: b.version, parameters: b.params.map { (name: $0.0, value: $0.1) })
+        var rules = Compatibility.checks(source: source, destination: destination).map { c in
+            var detail = c.detail
+            if c.rule == "parameter type", !c.ok, let same = sameResources(a.params, b.params) { detail += "; \(same)" }
+            return Rule(rule: c.rule, ok: c.ok, detail: detail)
+        }
         var rank = 0
-        if va.count == 3 && vb.count == 3 {
-            let majorOK = va[0] == vb[0], minorOK = va[1] <= vb[1]
-            rules.append(Rule(rule: "driver major version", ok: majorOK,
-                              detail: majorOK ? "both \(va[0])" : "\(va[0]) vs \(vb[0]): no compatibility across major versions"))
-            rules.append(Rule(rule: "driver minor version", ok: minorOK,
-                              detail: minorOK ? "\(va[1]) → \(vb[1]): forward or equal" : "\(va[1]) → \(vb[1]): a minor version migrates only forward"))
-            rules.append(Rule(rule: "driver bugfix version", ok: true,
-                              detail: va[2] == vb[2] ? "both \(va[2])" : "\(va[2]) vs \(vb[2]): never blocks; an equal bugfix ranks first"))
-            rank = abs(va[1] - vb[1]) * 1000 + abs(va[2] - vb[2])
-        } else {
-            rules.append(Rule(rule: "driver version", ok: false, detail: "\(a.version) or \(b.version) is not x.y.z"))
-        }
-        let pb = Dictionary(b.params, uniquingKeysWith: { x, _ in x })
-        for (name, value) in a.params {
-            if let mine = pb[name] {
-                var detail = mine == value ? "\(name)=\(value)" : "\(name)=\(value) vs \(name)=\(mine)"
-                if name == "type", mine != value, let same = sameResources(a.params, b.params) { detail += "; \(same)" }
-                rules.append(Rule(rule: "parameter \(name)", ok: mine == value, detail: detail))
-            } else {
-                rules.append(Rule(rule: "parameter \(name)", ok: false, detail: "\(name)=\(value) is unknown to the destination"))
-            }
-        }
-        for (name, value) in b.params where !a.params.contains(where: { $0.0 == name }) {
-            rules.append(Rule(rule: "parameter \(name)", ok: false, detail: "the destination needs \(name)=\(value), which the source does not give"))
+        if let va = SemanticVersion(a.version), let vb = SemanticVersion(b.version) {
+            rank = abs(va.minor - vb.minor) * 1000 + abs(va.patch - vb.patch)
         }
         if let file = d.versionFile {
             do {
