@@ -6,25 +6,6 @@ import Synchronization
 import Glibc
 #endif
 
-/// A refused migration operation: the errno and the reason in words (also kept
-/// as the device's last error).
-public struct MigrationError: Error, Sendable, Equatable, CustomStringConvertible {
-    public let errno: Int32
-    public let message: String
-    public init(_ errno: Int32, _ message: String) {
-        self.errno = errno
-        self.message = message
-    }
-    public var description: String { message }
-}
-
-/// What a failed RESUMING → STOP leaves: the device as it was (still
-/// RESUMING), or ERROR. The uAPI allows either.
-public enum ResumeFailurePolicy: String, Sendable {
-    case keep
-    case error
-}
-
 /// The VFIO v2 migration side of one vGPU: the state machine, the saving and
 /// resuming data sessions and their stream. No files: `VFIOView` serves it.
 public final class MigrationDevice: Sendable {
@@ -74,7 +55,7 @@ public final class MigrationDevice: Sendable {
         /// Every arc taken, for tests and logs (bounded).
     }
 
-    private let core = Mutex(Core())
+    let core = Mutex(Core())
 
     public init(gpu: VGPU, features: MigrationFeatures = .all, identity: StreamHeader, resumeFailure: ResumeFailurePolicy = .keep,
                 replayBlob: [UInt8]? = nil, faultHook: (any MigrationFaultHook)? = nil) {
@@ -98,7 +79,7 @@ public final class MigrationDevice: Sendable {
         core.withLock { c in c.saving.flatMap { $0.id == session ? $0.delivered : nil } ?? 0 }
     }
 
-    private func fail(_ c: inout Core, _ errno: Int32, _ message: String) -> MigrationError {
+    func fail(_ c: inout Core, _ errno: Int32, _ message: String) -> MigrationError {
         c.lastError = message
         return MigrationError(errno, message)
     }
@@ -148,7 +129,7 @@ public final class MigrationDevice: Sendable {
         }
     }
 
-    private func arc(_ c: inout Core, to next: MigrationState) throws(MigrationError) {
+    func arc(_ c: inout Core, to next: MigrationState) throws(MigrationError) {
         switch (c.state, next) {
         case (.running, .preCopy), (.runningP2P, .preCopyP2P):
             c.saving = startSaving(&c, stopped: false)
@@ -169,7 +150,7 @@ public final class MigrationDevice: Sendable {
         }
     }
 
-    private func startSaving(_ c: inout Core, stopped: Bool) -> SaveSession {
+    func startSaving(_ c: inout Core, stopped: Bool) -> SaveSession {
         c.lastSession += 1
         let (frames, ggttPages) = gpu.withHardware { hw in
             _ = hw.takeDirty()
@@ -178,7 +159,7 @@ public final class MigrationDevice: Sendable {
         return SaveSession(id: c.lastSession, ggttPages: ggttPages, frames: frames, stopped: stopped)
     }
 
-    private func finishResume(_ c: inout Core) throws(MigrationError) {
+    func finishResume(_ c: inout Core) throws(MigrationError) {
         guard let session = c.resuming else { return }
         var problem = session.failure
         if let blob = replayBlob {
@@ -231,226 +212,5 @@ public final class MigrationDevice: Sendable {
         }
         gpu.reset()
         gpu.isRunning = true
-    }
-
-    // MARK: The data stream
-
-    private func checkSession(_ c: inout Core, _ id: UInt64?, saving: Bool) throws(MigrationError) {
-        let current = saving ? c.saving?.id : c.resuming?.id
-        guard let id, id == current else {
-            throw fail(&c, EBADF, id == nil || id! < c.lastSession || current == nil
-                ? "this data handle belongs to a session that has ended (as a closed data_fd would); open data again after entering \(saving ? "a saving state" : "RESUMING")"
-                : "data is \(saving ? "readable only in PRE_COPY, PRE_COPY_P2P or STOP_COPY" : "writable only in RESUMING")")
-        }
-    }
-
-    /// Reads the saving stream at `offset` (which must be where the last read
-    /// ended), handing the bytes to `reply` without copying them. Zero bytes is
-    /// the end of the stream (STOP_COPY); ENOMSG means PRE_COPY has nothing more for now.
-    public func read(session: UInt64?, offset: Int, size: Int, reply: (UnsafeRawBufferPointer) -> Void) throws(MigrationError) {
-        try core.withLock { (c: inout Core) throws(MigrationError) in
-            try checkSession(&c, session, saving: true)
-            guard offset == c.saving!.delivered else {
-                throw fail(&c, ESPIPE, "the data stream is read in order: offset \(offset) asked, \(c.saving!.delivered) delivered")
-            }
-            // Move the session out so its buffers are mutated in place, not copied.
-            var s = c.saving!
-            c.saving = nil
-            defer { c.saving = s }
-            produce(&s, wanted: size)
-            let n = min(size, s.available)
-            if n == 0 && !s.stopped {
-                throw fail(&c, ENOMSG, "no pre-copy data for now; read again later or move to STOP_COPY")
-            }
-            var n2 = n
-            switch faultHook?.fault(device: gpu.uuid, .saveRead(offset: s.delivered, count: n)) {
-            case .flipBit(let at) where at >= s.delivered && at < s.delivered + n:
-                s.buffer[s.bufferStart + at - s.delivered] ^= 0x10
-            case .truncate(let at) where at < s.delivered + n:
-                n2 = max(0, at - s.delivered)
-                if n2 == 0 { s.finished = true; s.buffer.removeAll(); s.bufferStart = 0; reply(UnsafeRawBufferPointer(start: nil, count: 0)); return }
-            default:
-                break
-            }
-            s.buffer.withUnsafeBytes { reply(UnsafeRawBufferPointer(rebasing: $0[s.bufferStart..<s.bufferStart + n2])) }
-            s.bufferStart += n2
-            s.delivered += n2
-            if s.bufferStart == s.buffer.count {
-                s.buffer.removeAll(keepingCapacity: true)
-                s.bufferStart = 0
-            }
-        }
-    }
-
-    /// `read(session:offset:size:reply:)` into an array, for tools and tests.
-    public func read(session: UInt64?, offset: Int, size: Int) throws(MigrationError) -> [UInt8] {
-        var out: [UInt8] = []
-        try read(session: session, offset: offset, size: size) { out = Array($0) }
-        return out
-    }
-
-    /// Encodes records until `wanted` bytes are buffered or, in PRE_COPY, the
-    /// current dirty data has been taken once.
-    private func produce(_ s: inout SaveSession, wanted: Int) {
-        if s.bufferStart > 0 && s.bufferStart * 2 >= s.buffer.count {
-            s.buffer.removeFirst(s.bufferStart)
-            s.bufferStart = 0
-        }
-        // Records are encoded straight into the session's buffer.
-        var w = StreamWriter()
-        swap(&w.bytes, &s.buffer)
-        defer { swap(&w.bytes, &s.buffer) }
-        if let blob = replayBlob {
-            // The recorded blob, byte for byte, in STOP_COPY; nothing during pre-copy.
-            if s.stopped && !s.finished {
-                w.bytes += blob
-                s.finished = true
-            }
-            return
-        }
-        var tookDirty = false
-        while w.bytes.count - s.bufferStart < wanted && !s.finished {
-            if !s.headerSent {
-                w.header(identity)
-                s.headerSent = true
-            } else if s.ggttNext < s.ggttPages.count {
-                let chunk = s.ggttPages[s.ggttNext..<min(s.ggttNext + 128, s.ggttPages.count)]
-                gpu.withHardware { hw in DeviceImage.ggttRecord(hw, pages: chunk, includeEmpty: false, into: &w) }
-                s.ggttNext += chunk.count
-            } else if s.framesNext < s.frames.count {
-                let chunk = s.frames[s.framesNext..<min(s.framesNext + StreamFormat.pagesPerRecord, s.frames.count)]
-                gpu.withHardware { hw in DeviceImage.memoryRecord(hw, frames: chunk, type: .memory, into: &w) }
-                s.framesNext += chunk.count
-            } else if !s.stopped {
-                if tookDirty { break }
-                tookDirty = true
-                appendDirty(into: &w)
-            } else {
-                appendDirty(into: &w)
-                let config = gpu.workloadConfig
-                gpu.withState { hw, workload in
-                    DeviceImage.configRecord(hw, into: &w)
-                    DeviceImage.registerRecords(hw, into: &w)
-                    DeviceImage.workloadRecord(workload, config, into: &w)
-                }
-                w.end()
-                s.finished = true
-            }
-        }
-    }
-
-    private func appendDirty(into w: inout StreamWriter) {
-        gpu.withHardware { hw in
-            let dirty = hw.takeDirty()
-            let ggtt = dirty.ggttPages.sorted()
-            for start in stride(from: 0, to: ggtt.count, by: 128) {
-                DeviceImage.ggttRecord(hw, pages: ggtt[start..<min(start + 128, ggtt.count)], includeEmpty: true, into: &w)
-            }
-            let frames = dirty.pages.sorted()
-            for start in stride(from: 0, to: frames.count, by: StreamFormat.pagesPerRecord) {
-                DeviceImage.memoryRecord(hw, frames: frames[start..<min(start + StreamFormat.pagesPerRecord, frames.count)], type: .dirtyPages, into: &w)
-            }
-        }
-    }
-
-    /// Writes resuming data. The header is checked as soon as it is complete, so
-    /// an incompatible stream fails at its first write; nothing touches the device
-    /// until RESUMING → STOP.
-    public func write(session: UInt64?, bytes: UnsafeRawBufferPointer) throws(MigrationError) -> Int {
-        try core.withLock { (c: inout Core) throws(MigrationError) -> Int in
-            try checkSession(&c, session, saving: false)
-            var s = c.resuming!
-            c.resuming = nil
-            defer { c.resuming = s }
-            if let failure = s.failure { throw fail(&c, EINVAL, "resume already refused: \(failure)") }
-            if let blob = replayBlob {
-                // A replay device proves a transport preserved the blob: every byte must match.
-                for (i, byte) in bytes.enumerated() {
-                    let at = s.received + i
-                    guard at < blob.count else {
-                        s.failure = "more bytes arrived than the recorded blob's \(blob.count)"
-                        throw fail(&c, EINVAL, "resume refused: " + s.failure!)
-                    }
-                    guard blob[at] == byte else {
-                        s.failure = "byte \(at) is 0x\(String(byte, radix: 16)), the recorded blob has 0x\(String(blob[at], radix: 16)) there"
-                        throw fail(&c, EINVAL, "resume refused: " + s.failure!)
-                    }
-                }
-                s.received += bytes.count
-                return bytes.count
-            }
-            let events: [StreamEvent]
-            do throws(StreamError) { events = try s.parser.feed(bytes) } catch {
-                s.failure = "\(error)"
-                throw fail(&c, EINVAL, "resume refused \(error)")
-            }
-            for event in events {
-                switch event {
-                case .header(let header, _):
-                    let problems = Compatibility.problems(source: header, destination: identity)
-                    if !problems.isEmpty {
-                        s.failure = "incompatible stream: " + problems.joined(separator: "; ")
-                        throw fail(&c, EINVAL, "resume refused: " + s.failure!)
-                    }
-                case .record(let type, _, let payload, let offset):
-                    do throws(LoadError) { try s.loader.apply(type, payload) } catch {
-                        s.failure = "at byte \(offset): \(error.message)"
-                        throw fail(&c, EINVAL, "resume refused " + s.failure!)
-                    }
-                case .end:
-                    // The image is whole: refuse it now if it will be refused at STOP.
-                    if !(s.loader.sawConfig && s.loader.sawWorkload) {
-                        s.failure = "stream has no config or workload record; it is not a complete device image"
-                        throw fail(&c, EINVAL, "resume refused, the device keeps its state: " + s.failure!)
-                    }
-                    s.injected = faultHook?.fault(device: gpu.uuid, .resumeCommit)
-                    s.endChecked = true
-                    if s.injected == .rejectResume {
-                        s.failure = "injected fault: resume refused a sound stream"
-                        throw fail(&c, EINVAL, "injected fault: resume refused a sound stream; the device keeps its state")
-                    }
-                case .skipped:
-                    break
-                }
-            }
-            s.received += bytes.count
-            return bytes.count
-        }
-    }
-
-    // MARK: Sizes
-
-    /// `VFIO_MIG_GET_PRECOPY_INFO`: only in PRE_COPY states (EINVAL otherwise).
-    public func precopyInfo() throws(MigrationError) -> (initialBytes: Int, dirtyBytes: Int) {
-        try core.withLock { (c: inout Core) throws(MigrationError) -> (initialBytes: Int, dirtyBytes: Int) in
-            guard c.state == .preCopy || c.state == .preCopyP2P, let s = c.saving else {
-                throw fail(&c, EINVAL, "precopy_info is valid only in PRE_COPY or PRE_COPY_P2P (now \(c.state))")
-            }
-            return (remainingInitial(s), dirtyEstimate())
-        }
-    }
-
-    private func remainingInitial(_ s: SaveSession) -> Int {
-        if replayBlob != nil { return 0 }
-        return (s.headerSent ? 0 : StreamWriter.encodeHeader(identity).count)
-            + DeviceImage.ggttBytes(s.ggttPages.count - s.ggttNext)
-            + DeviceImage.memoryBytes(s.frames.count - s.framesNext) + s.available
-    }
-
-    private func dirtyEstimate() -> Int {
-        let d = gpu.pendingDirty
-        return DeviceImage.memoryBytes(d.pages.count) + DeviceImage.ggttBytes(d.ggttPages.count)
-    }
-
-    /// `VFIO_DEVICE_FEATURE_MIG_DATA_SIZE`: bytes still to come to complete a
-    /// stop-copy from here (the whole image when no session is open).
-    public var stopCopySize: Int {
-        if let blob = replayBlob { return blob.count }
-        return core.withLock { c in
-            let fixed = 4096
-            if let s = c.saving { return remainingInitial(s) + dirtyEstimate() + fixed }
-            let (pages, ggttPages) = gpu.withHardware { hw in (hw.memory.count, Set(hw.ggtt.keys.map { $0 >> 9 }).count) }
-            return StreamWriter.encodeHeader(identity).count + DeviceImage.memoryBytes(pages) + DeviceImage.ggttBytes(ggttPages) + fixed
-        }
     }
 }
