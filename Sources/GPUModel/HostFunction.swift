@@ -1,3 +1,5 @@
+import Synchronization
+
 /// The physical GPU's own PCI function, 00:02.0 of a Kaby Lake GT2 host, as
 /// the kernel and i915 see it: the capability list of a real HD 630
 /// ([40] vendor specific, [70] PCI Express RCiEP, [ac] MSI, [d0] power
@@ -127,6 +129,22 @@ public enum HostFunction {
     /// off, the upper BAR halves, BAR4/5, ASLS and the ROM BAR cleared for the
     /// guest to assign. BAR0 and BAR2 size as the host's: 16 MiB and the aperture.
     public static func vgpuConfigSpace(_ g: VGPUGeometry) -> ConfigSpace {
+        // vGPUs of one host share one template: its byte arrays (4 of 4096 bytes) are
+        // copied only when a vGPU's config is written, the masks never.
+        let key = TemplateKey(vendor: g.vendorID, device: g.deviceID, subsystemVendor: g.subsystemVendorID, subsystem: g.subsystemID,
+                              revision: g.revision, aperture: g.apertureBytes, gmSpace: g.gmSpaceBytes)
+        if let made = templates.withLock({ $0[key] }) { return made }
+        let made = buildVGPUConfigSpace(g)
+        templates.withLock { if $0.count < 64 { $0[key] = made } }
+        return made
+    }
+
+    struct TemplateKey: Hashable {
+        let vendor: UInt16, device: UInt16, subsystemVendor: UInt16, subsystem: UInt16, revision: UInt8, aperture: UInt64, gmSpace: UInt64
+    }
+    static let templates = Mutex<[TemplateKey: ConfigSpace]>([:])
+
+    static func buildVGPUConfigSpace(_ g: VGPUGeometry) -> ConfigSpace {
         let ids = IDs(vendor: g.vendorID, device: g.deviceID, subsystemVendor: g.subsystemVendorID,
                       subsystemDevice: g.subsystemID, revision: g.revision, classCode: 0x030000)
         let host = configSpace(ids: ids, apertureBytes: g.apertureBytes, ggttBytes: g.ggttSpaceEntries * GPULayout.pteSize, stolenMB: 0)

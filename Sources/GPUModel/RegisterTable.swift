@@ -124,6 +124,17 @@ public struct RegisterTable: Sendable {
         byName = Dictionary(uniqueKeysWithValues: registers.enumerated().map { ($1.name, $0) })
     }
 
+    /// A table whose names and offsets are `layout`'s (only reset values differ): the
+    /// lookup dictionaries are shared, not built again per vGPU.
+    init(registers: [RegisterSpec], sharing layout: RegisterTable) {
+        self.registers = registers
+        byOffset = layout.byOffset
+        byName = layout.byName
+    }
+
+    /// GVT-g's names and offsets, the same for every geometry.
+    private static let gvtLayout = RegisterTable(registers: gvtRegisters(VGPUGeometry(lowGMBytes: 0, highGMBytes: 0)))
+
     public func index(at offset: Int) -> Int? { byOffset[offset] }
     public func index(named name: String) -> Int? { byName[name] }
     public subscript(name: String) -> RegisterSpec? { byName[name].map { registers[$0] } }
@@ -131,6 +142,10 @@ public struct RegisterTable: Sendable {
     /// Offsets follow i915 Gen9 (render ring, GT and DE pipe A interrupts, fence
     /// registers, plane 1 of pipe A, and GVT-g's PV info page at 0x78000).
     public static func gvt(_ g: VGPUGeometry) -> RegisterTable {
+        RegisterTable(registers: gvtRegisters(g), sharing: gvtLayout)
+    }
+
+    private static func gvtRegisters(_ g: VGPUGeometry) -> [RegisterSpec] {
         var regs: [RegisterSpec] = [
             RegisterSpec("RING_TAIL", 0x2030, reset: 0, writeMask: 0x001f_fff8, block: .ring),
             RegisterSpec("RING_HEAD", 0x2034, reset: 0, writeMask: 0x001f_fffc, block: .ring),
@@ -162,6 +177,6 @@ public struct RegisterTable: Sendable {
         for i in 0..<GPULayout.fenceCount {
             regs.append(RegisterSpec("FENCE_\(i)", GPULayout.fenceBase + i * 8, width: 8, writeMask: 0xffff_f000_ffff_f001, block: .fences))
         }
-        return RegisterTable(registers: regs.sorted { $0.offset < $1.offset })
+        return regs.sorted { $0.offset < $1.offset }
     }
 }

@@ -226,7 +226,8 @@ public final class VFIOView: MdevBusObserver, @unchecked Sendable {
         let v1 = device.type.config.migrationProtocol == "v1"
         let slice = (offset: Int(gpu.geometry.lowGMBase), size: Int(gpu.geometry.lowGMBytes))
         let info = DeviceInfo(uuid: uuid, bar0Size: bar0Size, apertureSize: aperture, apertureSlice: slice, migrationRegion: v1 ? V1Region.size : nil)
-        try c.attribute("info", in: dir, .constant(info.json))
+        // Rendered when read: a stored JSON text per idle vGPU costs more than the description.
+        try c.attribute("info", in: dir, Attribute(show: { info.json }))
         let regions = try c.directory("regions", in: dir)
         // One RegionFile per region, shared by the files and the VFIO emulation.
         var files: [Int: RegionFile] = [:]

@@ -27,8 +27,8 @@ struct IdleMemory: ParsableCommand {
 
     func run() throws {
         let binary = mdevsim ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("mdevsim").path
-        let perParent = 64
-        let (config, parents) = try IdleMemory.writeHostConfig(vGPUs: count, perParent: perParent)
+        let perParent = IdleMemory.perParent
+        let (config, parents) = try IdleMemory.writeHostConfig(vGPUs: count)
         defer { unlink(config) }
         let daemon = try Daemon(binary: binary, arguments: ["--config", config])
         defer { daemon.stop() }
@@ -39,7 +39,7 @@ struct IdleMemory: ParsableCommand {
         for n in 0..<count {
             let parent = String(format: "0000:%02x:%02x.0", 1 + (n / perParent) / 32, (n / perParent) % 32)
             let uuid = String(format: "00000000-0000-4000-8000-%012x", n + 1)
-            let path = "\(bus)/\(parent)/mdev_supported_types/i915-GVTg_V5_1/create"
+            let path = "\(bus)/\(parent)/mdev_supported_types/\(IdleMemory.type)/create"
             let fd = open(path, O_WRONLY)
             guard fd >= 0, write(fd, uuid, 36) == 36 else { throw ValidationError("create \(uuid) on \(parent) failed: \(String(cString: strerror(errno)))") }
             close(fd)
@@ -50,22 +50,27 @@ struct IdleMemory: ParsableCommand {
         guard listed == count else { throw ValidationError("expected \(count) devices, found \(listed)") }
         let perVGPU = Double(after - before) / Double(count)
         if json {
-            print(#"{"benchmark":"idle vGPU memory","type":"i915-GVTg_V5_1","count":\#(count),"parents":\#(parents),"rss_before_kib":\#(before),"rss_after_kib":\#(after),"kib_per_vgpu":\#(String(format: "%.2f", perVGPU)),"goal_kib_per_vgpu":64,"create_seconds":\#(String(format: "%.3f", seconds)),"creates_per_second":\#(String(format: "%.0f", Double(count) / seconds))}"#)
+            print(#"{"benchmark":"idle vGPU memory","type":"\#(IdleMemory.type)","count":\#(count),"parents":\#(parents),"rss_before_kib":\#(before),"rss_after_kib":\#(after),"kib_per_vgpu":\#(String(format: "%.2f", perVGPU)),"goal_kib_per_vgpu":64,"create_seconds":\#(String(format: "%.3f", seconds)),"creates_per_second":\#(String(format: "%.0f", Double(count) / seconds))}"#)
         } else {
-            print("idle vGPUs of i915-GVTg_V5_1 (512 MB low + 2 GB high GM each) on \(parents) parents")
+            print("idle vGPUs of \(IdleMemory.type) (64 MB low + 384 MB high GM each, 7 per real-shaped parent) on \(parents) parents")
             print("  created:          \(count) in \(String(format: "%.3f", seconds)) s (\(String(format: "%.0f", Double(count) / seconds)) creates/s)")
             print("  daemon RSS:       \(before) KiB before, \(after) KiB after")
             print("  per idle vGPU:    \(String(format: "%.2f", perVGPU)) KiB   (goal: < 64 KiB)  \(perVGPU < 64 ? "met" : "NOT met")")
         }
     }
 
-    /// A host with enough parents for `vGPUs` V5_1 (512 MB low, 2 GB high, 4
-    /// fences), `perParent` on each; returns the config's path and the parent count.
-    static func writeHostConfig(vGPUs: Int, perParent: Int) throws -> (path: String, parents: Int) {
+    /// vGPUs of `type` a real Kaby Lake host takes: GVT-g's formula on the default
+    /// parent (1 GiB aperture, 3 GiB hidden, 32 fences, the host's reserve) gives 7 V5_8.
+    static let type = "i915-GVTg_V5_8"
+    static let perParent = 7
+
+    /// A host of enough default (real-shaped) parents for `vGPUs` V5_8, `perParent` on
+    /// each; returns the config's path and the parent count.
+    static func writeHostConfig(vGPUs: Int, perParent: Int = IdleMemory.perParent) throws -> (path: String, parents: Int) {
         let parents = (vGPUs + perParent - 1) / perParent
         var yaml = "parents:\n"
         for i in 0..<parents {
-            yaml += "  - { address: \"0000:\(String(format: "%02x", 1 + i / 32)):\(String(format: "%02x", i % 32)).0\", aperture_mb: \(128 + 512 * perParent), hidden_mb: \(384 + 2048 * perParent), fences: \(4 + 4 * perParent), max_vgpus: \(perParent + 1) }\n"
+            yaml += "  - { address: \"0000:\(String(format: "%02x", 1 + i / 32)):\(String(format: "%02x", i % 32)).0\" }\n"
         }
         let path = NSTemporaryDirectory() + "mdevsim-bench-\(getpid())-\(vGPUs)-host.yaml"
         try yaml.write(toFile: path, atomically: true, encoding: .utf8)

@@ -35,8 +35,8 @@ struct Scale: ParsableCommand {
         let binary = mdevsim ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("mdevsim").path
         let targets = counts.split(separator: ",").compactMap { Int($0) }.sorted()
         guard let most = targets.last, most > 0 else { throw ValidationError("--counts needs positive numbers") }
-        let perParent = 64
-        let (config, _) = try IdleMemory.writeHostConfig(vGPUs: most, perParent: perParent)
+        let perParent = IdleMemory.perParent
+        let (config, _) = try IdleMemory.writeHostConfig(vGPUs: most)
         defer { unlink(config) }
         let daemon = try Daemon(binary: binary, arguments: ["--config", config] + (cacheEntries.map { ["--cache-entries", String($0)] } ?? []))
         defer { daemon.stop() }
@@ -53,7 +53,7 @@ struct Scale: ParsableCommand {
             while created < target {
                 let parent = String(format: "0000:%02x:%02x.0", 1 + (created / perParent) / 32, (created / perParent) % 32)
                 let uuid = String(format: "00000000-0000-4000-8000-%012x", created + 1)
-                try put("\(bus)/\(parent)/mdev_supported_types/i915-GVTg_V5_1/create", uuid)
+                try put("\(bus)/\(parent)/mdev_supported_types/\(IdleMemory.type)/create", uuid)
                 created += 1
             }
             row.createSeconds = Date().timeIntervalSince(t0)
