@@ -265,7 +265,7 @@ if want scale; then
             row "scale $n: ls sys/bus/mdev/devices" "$ls" "$first_ls" "ms" "$per" "<= 10 us/entry" "$(met "$per" "<=" 10)"
         fi
         if [ "$n" -ge 10000 ]; then
-            row "scale $n: mdevctl list (exec)" "$ml" "" "ms" "" "<= 2000 ms" "$(met "$ml" "<=" 2000)"
+            row "scale $n: mdevctl list (exec)" "$ml" "" "ms" "" "<= 1000 ms" "$(met "$ml" "<=" 1000)"
         else
             row "scale $n: mdevctl list (exec)" "$ml" "" "ms" "" "printed" "$(shown "$ml")"
         fi
@@ -273,7 +273,7 @@ if want scale; then
         row "scale $n: lookup of one device" "$lk" "$first_lookup" "us" "$r" "flat (<= 1.5x)" "$(met "$r" "<=" 1.5)"
         # Below 1,000 the daemon's fixed costs dominate the per-vGPU figure.
         if [ "$n" -ge 1000 ]; then
-            row "scale $n: memory per idle vGPU" "$kib" "" "KiB" "" "<= 64 KiB" "$(met "$kib" "<=" 64)"
+            row "scale $n: memory per idle vGPU" "$kib" "" "KiB" "" "<= 32 KiB" "$(met "$kib" "<=" 32)"
         else
             row "scale $n: memory per idle vGPU" "$kib" "" "KiB" "" "printed" "$(shown "$kib")"
         fi

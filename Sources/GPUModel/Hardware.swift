@@ -59,7 +59,7 @@ public struct Hardware: Sendable {
         ggttOffset = GPULayout.ggttOffset(for: geometry)
         apertureSize = Int(geometry.apertureBytes)
         config = HostFunction.vgpuConfigSpace(geometry)
-        registers = table.registers.map(\.reset)
+        registers = table.resets
         memory = PageStore(frames: geometry.gmPages)
         lowBaseIndex = table.index(named: "VGT_LOW_GM_BASE")!
         highBaseIndex = table.index(named: "VGT_HIGH_GM_BASE")!
@@ -240,8 +240,8 @@ public struct Hardware: Sendable {
     /// Function-level reset: registers and config space to reset values; the
     /// GGTT and graphics memory are kept, as an FLR of the device leaves them.
     public mutating func functionLevelReset() {
-        for (i, spec) in table.registers.enumerated() where registers[i] != spec.reset {
-            registers[i] = spec.reset
+        for (i, spec) in table.registers.enumerated() where registers[i] != table.resets[i] {
+            registers[i] = table.resets[i]
             dirty.registerBlocks.insert(spec.block)
         }
         let before = config.bytes
@@ -269,12 +269,13 @@ public struct Hardware: Sendable {
         if spec.width == 4 && value > 0xffff_ffff {
             return "\(spec.name) is 4 bytes wide; 0x\(hex(value, 16)) does not fit"
         }
-        if spec.access == .rw, (value ^ spec.reset) & ~spec.writeMask != 0 {
-            return "\(spec.name) = 0x\(hex(value, digits)) sets read-only bits 0x\(hex((value ^ spec.reset) & ~spec.writeMask, digits))"
+        let reset = table.resets[index]
+        if spec.access == .rw, (value ^ reset) & ~spec.writeMask != 0 {
+            return "\(spec.name) = 0x\(hex(value, digits)) sets read-only bits 0x\(hex((value ^ reset) & ~spec.writeMask, digits))"
         }
         if index == lowBaseIndex || index == highBaseIndex { return gmBaseViolation(index: index, value: value) }
-        if spec.block == .pvinfo, spec.name != "VGT_ID", value != spec.reset {
-            return "PV info \(spec.name) = 0x\(hex(value, digits)), this device's is 0x\(hex(spec.reset, digits)): the stream describes another device"
+        if spec.block == .pvinfo, spec.name != "VGT_ID", value != reset {
+            return "PV info \(spec.name) = 0x\(hex(value, digits)), this device's is 0x\(hex(reset, digits)): the stream describes another device"
         }
         return nil
     }

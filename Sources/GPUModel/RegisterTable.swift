@@ -114,20 +114,26 @@ public enum GPULayout {
 
 /// The named registers of BAR0: data used by the model, by `inspect` and by `diff`.
 public struct RegisterTable: Sendable {
+    /// Names, offsets, widths, access rules, masks and blocks. In a vGPU's table these are
+    /// shared with every other vGPU, and so is their `reset`: read `resets` for this device's.
     public let registers: [RegisterSpec]
+    /// This table's reset values, by index (PVINFO, the plane size... differ per vGPU).
+    public let resets: [UInt64]
     private let byOffset: [Int: Int]
     private let byName: [String: Int]
 
     public init(registers: [RegisterSpec]) {
         self.registers = registers
+        resets = registers.map(\.reset)
         byOffset = Dictionary(uniqueKeysWithValues: registers.enumerated().map { ($1.offset, $0) })
         byName = Dictionary(uniqueKeysWithValues: registers.enumerated().map { ($1.name, $0) })
     }
 
-    /// A table whose names and offsets are `layout`'s (only reset values differ): the
-    /// lookup dictionaries are shared, not built again per vGPU.
-    init(registers: [RegisterSpec], sharing layout: RegisterTable) {
-        self.registers = registers
+    /// `layout`'s registers with this device's reset values: the specs and lookup
+    /// dictionaries are shared by every vGPU, only the reset values are its own.
+    init(layout: RegisterTable, resets: [UInt64]) {
+        registers = layout.registers
+        self.resets = resets
         byOffset = layout.byOffset
         byName = layout.byName
     }
@@ -142,7 +148,7 @@ public struct RegisterTable: Sendable {
     /// Offsets follow i915 Gen9 (render ring, GT and DE pipe A interrupts, fence
     /// registers, plane 1 of pipe A, and GVT-g's PV info page at 0x78000).
     public static func gvt(_ g: VGPUGeometry) -> RegisterTable {
-        RegisterTable(registers: gvtRegisters(g), sharing: gvtLayout)
+        RegisterTable(layout: gvtLayout, resets: gvtRegisters(g).map(\.reset))
     }
 
     private static func gvtRegisters(_ g: VGPUGeometry) -> [RegisterSpec] {
