@@ -79,7 +79,7 @@ let package = Package(
         ),
         .target(
             name: "Simulator",
-            dependencies: ["Faults", "GPUModel", "MdevCore", "MdevSysfs", "Migration", "StateStream", "SysfsSnapshot", "UEvents", "VFIOEmulation", "VFIOView", "VirtualFS"]
+            dependencies: ["Faults", "MdevCore", "MdevSysfs", "Migration", "StateStream", "UEvents", "VFIOEmulation", "VFIOView", "VirtualFS"]
         ),
         .target(name: "SysfsSnapshot", dependencies: ["VirtualFS"]),
         .target(name: "SafeYAML", dependencies: [.product(name: "Yams", package: "Yams")]),

@@ -1,3 +1,4 @@
+import Synchronization
 import CFuse
 import Foundation
 import Logging
@@ -173,11 +174,12 @@ public enum Unmounter {
 }
 
 /// A session served on a background thread; for tests and tools that mount
-/// inside their own process. `stop()` (or deinit) unmounts and waits.
-public final class BackgroundMount: @unchecked Sendable {
+/// inside their own process. `stop()` (or deinit) unmounts and waits, once,
+/// whichever thread calls it first.
+public final class BackgroundMount: Sendable {
     public let session: FuseSession
     private let done = DispatchSemaphore(value: 0)
-    private var joined = false
+    private let joined = Atomic<Bool>(false)
 
     public init(tree: Tree, mountpoint: String, options: MountOptions = MountOptions(), logger: Logger) throws {
         session = try FuseSession(tree: tree, mountpoint: mountpoint, options: options, logger: logger)
@@ -192,8 +194,7 @@ public final class BackgroundMount: @unchecked Sendable {
     }
 
     public func stop() {
-        guard !joined else { return }
-        joined = true
+        guard !joined.exchange(true, ordering: .acquiringAndReleasing) else { return }
         session.stop()
         done.wait()
     }
