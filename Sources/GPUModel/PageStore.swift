@@ -14,29 +14,43 @@ import Glibc
 public final class PageStore: @unchecked Sendable {
     public let frames: Int
     private var base: UnsafeMutableRawPointer?
+    /// Pages allocated one by one: only when the kernel refuses the reservation (strict
+    /// overcommit, vm.overcommit_memory=2, does not honour MAP_NORESERVE), so such a host
+    /// gets the old per-page cost instead of a daemon that stops.
+    private var loose: [UInt32: UnsafeMutableRawPointer] = [:]
+    private let mayReserve: Bool
+    private var started = false
     /// The written-frame bitmap in chunks of 4096 words (1 GiB of frames each), made on first use.
     private var present: [UnsafeMutablePointer<UInt64>?] = []
     private static let chunkWords = 4096
     public private(set) var count = 0
 
-    public init(frames: Int) { self.frames = frames }
+    /// `reserve: false` keeps pages one by one from the start (what a refused reservation does).
+    public init(frames: Int, reserve: Bool = true) {
+        self.frames = frames
+        mayReserve = reserve
+    }
 
     deinit {
         if let base { munmap(base, frames * GPULayout.pageSize) }
+        for p in loose.values { p.deallocate() }
         for c in present { c?.deallocate() }
     }
 
     private var words: Int { (frames + 63) / 64 }
 
-    /// Reserves the mapping on first use (address space only).
-    private func ensure() -> UnsafeMutableRawPointer {
-        if let base { return base }
-        let bytes = max(frames, 1) * GPULayout.pageSize
-        let p = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
-        guard let p, p != MAP_FAILED else { fatalError("cannot reserve \(bytes >> 20) MiB of address space for graphics memory (errno \(errno))") }
-        base = p
+    /// Whether the frames live in one reserved mapping (else one allocation each).
+    public var isReserved: Bool { base != nil }
+
+    /// Reserves the mapping on first use (address space only), or falls back to loose pages.
+    private func ensure() -> UnsafeMutableRawPointer? {
+        if started { return base }
+        started = true
         present = Array(repeating: nil, count: (words + PageStore.chunkWords - 1) / PageStore.chunkWords)
-        return p
+        guard mayReserve else { return nil }
+        let p = mmap(nil, max(frames, 1) * GPULayout.pageSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+        if let p, p != MAP_FAILED { base = p }
+        return base
     }
 
     public func contains(_ frame: UInt32) -> Bool {
@@ -55,8 +69,9 @@ public final class PageStore: @unchecked Sendable {
 
     /// A written frame's bytes (valid until the store is mutated or freed), or nil.
     public func page(_ frame: UInt32) -> UnsafeRawBufferPointer? {
-        guard contains(frame), let base else { return nil }
-        return UnsafeRawBufferPointer(start: base + Int(frame) * GPULayout.pageSize, count: GPULayout.pageSize)
+        guard contains(frame) else { return nil }
+        let start = base.map { $0 + Int(frame) * GPULayout.pageSize } ?? loose[frame]
+        return UnsafeRawBufferPointer(start: start, count: GPULayout.pageSize)
     }
 
     /// A copy of a written frame: for tests and tools.
@@ -69,7 +84,17 @@ public final class PageStore: @unchecked Sendable {
         let w = Int(frame) >> 6, bit: UInt64 = 1 << (UInt64(frame) & 63)
         let c = chunk(w / PageStore.chunkWords)
         if c[w % PageStore.chunkWords] & bit == 0 { c[w % PageStore.chunkWords] |= bit; count += 1 }
-        return body(UnsafeMutableRawBufferPointer(start: base + Int(frame) * GPULayout.pageSize, count: GPULayout.pageSize))
+        let start: UnsafeMutableRawPointer
+        if let base {
+            start = base + Int(frame) * GPULayout.pageSize
+        } else if let p = loose[frame] {
+            start = p
+        } else {
+            start = UnsafeMutableRawPointer.allocate(byteCount: GPULayout.pageSize, alignment: GPULayout.pageSize)
+            start.initializeMemory(as: UInt8.self, repeating: 0, count: GPULayout.pageSize)
+            loose[frame] = start
+        }
+        return body(UnsafeMutableRawBufferPointer(start: start, count: GPULayout.pageSize))
     }
 
     /// Written frames in ascending order.

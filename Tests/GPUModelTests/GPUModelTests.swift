@@ -302,3 +302,26 @@ struct BoundedWorkTests {
         #expect(gpu.residentPages == stopped)
     }
 }
+
+@Suite("graphics memory page store")
+struct PageStoreTests {
+    @Test("a reserved mapping and loose pages (a refused reservation) hold the same bytes", arguments: [true, false])
+    func sameBehaviour(reserve: Bool) {
+        let store = PageStore(frames: 70_000, reserve: reserve)
+        #expect(store.count == 0 && store.writtenFrames.isEmpty && store.page(5) == nil, "nothing is written, nothing is mapped")
+        #expect(!store.isReserved)
+        let frames: [UInt32] = [69_999, 3, 64, 65_536, 3, 0]
+        for (i, f) in frames.enumerated() {
+            store.withMutablePage(f) { page in
+                #expect(f == 3 && i == 4 ? page[0] == 2 : page.allSatisfy { $0 == 0 }, "a new page is zero; a rewritten one keeps its bytes")
+                page[0] = UInt8(truncatingIfNeeded: i + 1)
+                page[4095] = 0xab
+            }
+        }
+        #expect(store.isReserved == reserve)
+        #expect(store.count == 5)
+        #expect(store.writtenFrames == [0, 3, 64, 65_536, 69_999])
+        #expect(store[3]?.first == 5 && store[3]?.last == 0xab && store[69_999]?.first == 1)
+        #expect(store.page(4) == nil && !store.contains(70_000))
+    }
+}
