@@ -63,7 +63,7 @@ public enum KernelParsing {
         return value
     }
 
-    public static func printable(_ bytes: some Sequence<UInt8>) -> String {
+    static func printable(_ bytes: some Sequence<UInt8>) -> String {
         String(bytes.map { $0 >= 0x20 && $0 < 0x7f ? Character(UnicodeScalar($0)) : "?" })
     }
 }

@@ -237,13 +237,13 @@ public final class MdevBus: Sendable {
         }
     }
 
-    /// A write of `bytes` to `<uuid>/remove`: `kstrtoul` rules; 0 does nothing.
-    public func remove(uuid: String, valueBytes bytes: [UInt8]) throws(MdevError) {
+    /// Whether a write of `bytes` to `<uuid>/remove` asks for the removal: `kstrtoul`
+    /// rules; 0 asks for nothing.
+    public static func removeRequested(_ bytes: [UInt8]) throws(MdevError) -> Bool {
         guard let value = KernelParsing.kstrtoul(bytes) else {
             throw .invalid("remove expects a number (write 1 to remove the device), got '\(KernelParsing.printable(bytes.prefix(64)))'")
         }
-        guard value != 0 else { return }
-        try remove(uuid: uuid)
+        return value != 0
     }
 
     /// Surprise removal of a parent: its devices go, then the parent leaves the bus.

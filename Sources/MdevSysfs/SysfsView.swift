@@ -172,16 +172,13 @@ public final class SysfsView: MdevBusObserver, @unchecked Sendable {
         try c.symlink("mdev_type", in: dir, to: "../mdev_supported_types/\(device.type.id)")
         let gate = removalGate
         try c.attribute("remove", in: dir, Attribute(storeLater: { (bytes: [UInt8], finish: @escaping @Sendable (FSError?) -> Void) throws(FSError) -> Bool in
-            guard let value = KernelParsing.kstrtoul(bytes) else {
-                throw .invalid("remove expects a number (write 1 to remove the device), got '\(KernelParsing.printable(bytes.prefix(64)))'")
+            do throws(MdevError) { guard try MdevBus.removeRequested(bytes) else { return false } } catch { throw FSError(error) }
+            let remove: @Sendable () -> FSError? = {
+                do throws(MdevError) { try bus.remove(uuid: uuid); return nil } catch { return FSError(error) }
             }
-            guard value != 0 else { return false }
             // vfio_unregister_group_dev: the remove blocks until the device's users release it.
-            let waits = gate.holds(uuid) {
-                do throws(MdevError) { try bus.remove(uuid: uuid); finish(nil) } catch { finish(FSError(error)) }
-            }
-            if waits { return true }
-            do throws(MdevError) { try bus.remove(uuid: uuid) } catch { throw FSError(error) }
+            if gate.holds(uuid, proceed: { finish(remove()) }) { return true }
+            if let error = remove() { throw error }
             return false
         }))
         try c.symlink("iommu_group", in: dir, to: "../../../../kernel/iommu_groups/\(device.iommuGroup)")
