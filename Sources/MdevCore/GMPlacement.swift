@@ -17,22 +17,24 @@ struct GMRanges: Sendable {
     var low: [(start: Int, size: Int)] = []
     var high: [(start: Int, size: Int)] = []
 
-    /// A placement for `lowMB` and `highMB` within the parent's ranges, or why there is none:
-    /// GVT-g fails the create with -ENOSPC when no hole is large enough, even if the totals
-    /// that `available_instances` counts would fit (fragmentation).
-    func place(lowMB: Int, highMB: Int, _ p: ParentConfig) -> (low: Int, high: Int)? {
+    /// A placement for `lowMB` and `highMB` within the parent's ranges, or nil when there is
+    /// none: GVT-g fails the create with -ENOSPC when no hole is large enough, even if the
+    /// totals that `available_instances` counts would fit (fragmentation).
+    func place(lowMB: Int, highMB: Int, _ p: ParentConfig) -> GMPlacement? {
         guard let low = GMRanges.lowestHole(low, size: lowMB, from: p.hostLowGMMB, to: p.apertureMB),
               let high = GMRanges.highestHole(high, size: highMB, from: p.apertureMB + p.hostHighGMMB, to: p.apertureMB + p.hiddenMB)
         else { return nil }
-        return (low, high)
+        return GMPlacement(lowBase: UInt64(low) << 20, highBase: UInt64(high) << 20)
     }
 
-    mutating func insert(low l: Int, lowMB: Int, high h: Int, highMB: Int) {
+    mutating func insert(_ at: GMPlacement, lowMB: Int, highMB: Int) {
+        let (l, h) = (Int(at.lowBase >> 20), Int(at.highBase >> 20))
         low.insert((l, lowMB), at: low.firstIndex { $0.start > l } ?? low.endIndex)
         high.insert((h, highMB), at: high.firstIndex { $0.start > h } ?? high.endIndex)
     }
 
-    mutating func remove(low l: Int, high h: Int) {
+    mutating func remove(_ at: GMPlacement) {
+        let (l, h) = (Int(at.lowBase >> 20), Int(at.highBase >> 20))
         if let i = low.firstIndex(where: { $0.start == l }) { low.remove(at: i) }
         if let i = high.firstIndex(where: { $0.start == h }) { high.remove(at: i) }
     }

@@ -215,8 +215,7 @@ public final class MdevBus: Sendable {
             var group = s.lowestFreeGroup
             while s.iommuGroups.contains(group) { group += 1 }
             s.lowestFreeGroup = group + 1
-            let device = MdevDevice(uuid: uuid, parent: parent.name, type: type, vgpuID: id, iommuGroup: group,
-                                    placement: GMPlacement(lowBase: UInt64(at.low) << 20, highBase: UInt64(at.high) << 20))
+            let device = MdevDevice(uuid: uuid, parent: parent.name, type: type, vgpuID: id, iommuGroup: group, placement: at)
             var told: [any MdevBusObserver] = []
             for observer in s.live {
                 do throws(MdevError) {
@@ -231,7 +230,7 @@ public final class MdevBus: Sendable {
             s.devices[uuid] = DeviceRecord(device: device, aggregation: 1)
             s.vgpuIDs[pi].insert(id)
             s.iommuGroups.insert(group)
-            s.gm[pi].insert(low: at.low, lowMB: t.lowGMMB, high: at.high, highMB: t.highGMMB)
+            s.gm[pi].insert(at, lowMB: t.lowGMMB, highMB: t.highGMMB)
             MdevBus.charge(&s.used[pi], type.config, times: 1)
             return device
         }
@@ -272,7 +271,7 @@ public final class MdevBus: Sendable {
         s.vgpuIDs[pi].remove(device.vgpuID)
         s.iommuGroups.remove(device.iommuGroup)
         s.lowestFreeGroup = min(s.lowestFreeGroup, device.iommuGroup)
-        s.gm[pi].remove(low: Int(device.placement.lowBase >> 20), high: Int(device.placement.highBase >> 20))
+        s.gm[pi].remove(device.placement)
         MdevBus.charge(&s.used[pi], device.type.config, times: -record.aggregation)
         for observer in s.live.reversed() { observer.bus(self, didRemove: device) }
     }
@@ -304,19 +303,17 @@ public final class MdevBus: Sendable {
             guard extra != 0 else { return }
             for observer in s.live { try observer.bus(self, willAggregate: record.device, to: count) }
             // The vGPU's GM moves to holes of the new size (its own ranges are free for it).
-            let old = record.device.placement
-            let (oldLow, oldHigh) = (Int(old.lowBase >> 20), Int(old.highBase >> 20))
             var ranges = s.gm[pi]
-            ranges.remove(low: oldLow, high: oldHigh)
+            ranges.remove(record.device.placement)
             let (lowMB, highMB) = (type.config.lowGMMB * count, type.config.highGMMB * count)
             guard let at = ranges.place(lowMB: lowMB, highMB: highMB, parents[pi].config) else {
                 throw .noSpace(MdevBus.fragmented(record.device.parent, type.id, lowMB: lowMB, highMB: highMB))
             }
-            ranges.insert(low: at.low, lowMB: lowMB, high: at.high, highMB: highMB)
+            ranges.insert(at, lowMB: lowMB, highMB: highMB)
             s.gm[pi] = ranges
             MdevBus.charge(&s.used[pi], type.config, times: extra)
             s.devices[uuid]!.aggregation = count
-            s.devices[uuid]!.device.placement = GMPlacement(lowBase: UInt64(at.low) << 20, highBase: UInt64(at.high) << 20)
+            s.devices[uuid]!.device.placement = at
             let device = s.devices[uuid]!.device
             for observer in s.live { observer.bus(self, didAggregate: device, to: count) }
         }
