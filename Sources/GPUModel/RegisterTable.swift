@@ -76,9 +76,7 @@ public struct VGPUGeometry: Sendable, Equatable, Codable {
         self.subsystemVendorID = subsystemVendorID
         self.subsystemID = subsystemID
         self.revision = revision
-        var aperture: UInt64 = 1 << 20
-        while aperture < lowGMBase + lowGMBytes { aperture <<= 1 }
-        self.apertureBytes = apertureBytes ?? aperture
+        self.apertureBytes = apertureBytes ?? GPULayout.aperture(holding: lowGMBase + lowGMBytes)
         self.lowGMBase = lowGMBase
         self.highGMBase = highGMBase ?? self.apertureBytes
         self.gmSpaceBytes = max(gmSpaceBytes, self.highGMBase + highGMBytes)
@@ -107,6 +105,13 @@ public enum GPULayout {
         var half = 8 << 20
         while half < geometry.ggttSpaceEntries * pteSize { half <<= 1 }
         return half * 2
+    }
+
+    /// The smallest aperture (a power of two, at least `minimum`) that holds `bytes` of low GM.
+    public static func aperture(holding bytes: UInt64, atLeast minimum: UInt64 = 1 << 20) -> UInt64 {
+        var a = minimum
+        while a < bytes { a <<= 1 }
+        return a
     }
 
     public static func ggttOffset(for geometry: VGPUGeometry) -> Int { bar0Size(for: geometry) / 2 }

@@ -13,11 +13,7 @@ public struct ContentCheck {
     private var records = 0
     /// The aperture assumed without a destination: the default host's 1 GiB, or the
     /// smallest power of two holding the low GM if that is larger.
-    public static func aperture(lowGMBytes: UInt64) -> UInt64 {
-        var a: UInt64 = 1 << 30
-        while a < lowGMBytes { a <<= 1 }
-        return a
-    }
+    public static func aperture(lowGMBytes: UInt64) -> UInt64 { GPULayout.aperture(holding: lowGMBytes, atLeast: 1 << 30) }
 
     /// Throws when the header does not say what device it is from: without
     /// low_gm_mb, high_gm_mb and fences nothing can be checked.

@@ -113,7 +113,7 @@ struct ImageLoader {
         case .config:
             var saved = Array(payload)
             // Stream format 1.0 saved a 256-byte config of mdevsim's first layout.
-            if saved.count == 256, hardware.config.bytes.count != 256 {
+            if saved.count == 256 {
                 guard let converted = hardware.config.converting(legacy: saved) else {
                     throw LoadError("config record is 256 bytes but not the layout stream format 1.0 wrote; this device's config space is \(hardware.config.bytes.count) bytes")
                 }
