@@ -22,6 +22,13 @@ public struct DeviceEvent: Sendable, Equatable {
             && a.variables.map(\.0) == b.variables.map(\.0) && a.variables.map(\.1) == b.variables.map(\.1)
     }
 
+    /// The kernel's DEVPATH of a directory given relative to the mount ("sys/devices/..."
+    /// becomes "/devices/...").
+    public static func devpath(mountRelative path: String) -> String {
+        precondition(path.hasPrefix("sys/"), "\(path) is not under sys/")
+        return String(path.dropFirst(3))
+    }
+
     /// KEY=VALUE lines (a `uevent` file's text) as variables.
     public static func variables(_ text: String) -> [(String, String)] {
         text.split(separator: "\n").compactMap { (line: Substring) -> (String, String)? in

@@ -225,7 +225,7 @@ public final class SysfsView: MdevBusObserver, @unchecked Sendable {
     public static func uevent(_ text: String, devpath: String, subsystem: String, relay: DeviceEventRelay) -> Attribute {
         Attribute(show: { text }, store: { (bytes: [UInt8]) throws(FSError) in
             let action = try checkUeventAction(bytes)
-            relay.announce(DeviceEvent(action: action, devpath: String(devpath.dropFirst(3)), subsystem: subsystem,
+            relay.announce(DeviceEvent(action: action, devpath: DeviceEvent.devpath(mountRelative: devpath), subsystem: subsystem,
                                        variables: DeviceEvent.variables(text)))
         })
     }

@@ -37,7 +37,7 @@ final class UEventFeed: MdevBusObserver, Sendable {
     }
 
     private func events(_ device: MdevDevice, _ parent: MdevParent, adding: Bool) -> [DeviceEvent] {
-        let path = String(SysfsView.devicePath(device, on: parent).dropFirst(3))
+        let path = DeviceEvent.devpath(mountRelative: SysfsView.devicePath(device, on: parent))
         let driver = [("DRIVER", sysfs.bus.mdevDriver)]
         var node: [DeviceEvent] = []
         if let minor = vfio.cdevMinor(device.uuid) {
@@ -64,7 +64,7 @@ final class UEventFeed: MdevBusObserver, Sendable {
     }
 
     func bus(_ bus: MdevBus, didUnregister parent: MdevParent) {
-        send(DeviceEvent(action: "change", devpath: String(SysfsView.parentPath(parent).dropFirst(3)), subsystem: "pci",
+        send(DeviceEvent(action: "change", devpath: DeviceEvent.devpath(mountRelative: SysfsView.parentPath(parent)), subsystem: "pci",
                          variables: DeviceEvent.variables(sysfs.parentUevent(parent)) + [("MDEV_STATE", "unregistered")]))
     }
 }
