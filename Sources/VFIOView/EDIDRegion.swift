@@ -35,28 +35,34 @@ final class EDIDRegion: Sendable {
 
     var linkState: UInt32 { state.withLock { $0.linkState } }
 
+    /// handle_edid_regs' rule: one whole u32 of the six, 4 bytes at a time.
+    private static func checkRegister(_ offset: Int, _ size: Int, _ verb: String) throws(AccessError) {
+        guard size == 4, offset % 4 == 0, offset + 4 <= 24 else {
+            throw .invalid("EDID registers are six u32 \(verb) 4 bytes at a time: \(size) bytes at \(offset)")
+        }
+    }
+
+    /// handle_edid_blob's rule: within edid_size.
+    private static func blobRange(_ offset: Int, _ count: Int, _ s: State) throws(AccessError) -> Range<Int> {
+        let at = offset - EDIDRegion.blobOffset
+        guard at + count <= Int(s.edidSize) else { throw .invalid("\(count) bytes at EDID offset \(at) are beyond edid_size \(s.edidSize)") }
+        return at..<at + count
+    }
+
     func read(offset: Int, size: Int) throws(AccessError) -> [UInt8] {
         if offset < EDIDRegion.blobOffset {
-            guard size == 4, offset % 4 == 0, offset + 4 <= 24 else {
-                throw .invalid("EDID registers are six u32 read 4 bytes at a time: \(size) bytes at \(offset)")
-            }
+            try EDIDRegion.checkRegister(offset, size, "read")
             let value: UInt32 = state.withLock { s in
                 [UInt32(EDIDRegion.blobOffset), UInt32(EDIDRegion.blockSize), s.edidSize, maxX, maxY, s.linkState][offset / 4]
             }
             return (0..<4).map { UInt8(truncatingIfNeeded: value >> (8 * UInt32($0))) }
         }
-        let at = offset - EDIDRegion.blobOffset
-        return try state.withLock { (s: inout State) throws(AccessError) -> [UInt8] in
-            guard at + size <= Int(s.edidSize) else { throw .invalid("\(size) bytes at EDID offset \(at) are beyond edid_size \(s.edidSize)") }
-            return Array(s.blob[at..<at + size])
-        }
+        return try state.withLock { (s: inout State) throws(AccessError) -> [UInt8] in Array(s.blob[try EDIDRegion.blobRange(offset, size, s)]) }
     }
 
     func write(offset: Int, _ bytes: [UInt8]) throws(AccessError) {
         if offset < EDIDRegion.blobOffset {
-            guard bytes.count == 4, offset % 4 == 0, offset + 4 <= 24 else {
-                throw .invalid("EDID registers are six u32 written 4 bytes at a time: \(bytes.count) bytes at \(offset)")
-            }
+            try EDIDRegion.checkRegister(offset, bytes.count, "written")
             let value = bytes.enumerated().reduce(UInt32(0)) { $0 | UInt32($1.element) << (8 * UInt32($1.offset)) }
             try state.withLock { (s: inout State) throws(AccessError) in
                 switch offset {
@@ -77,10 +83,8 @@ final class EDIDRegion: Sendable {
             }
             return
         }
-        let at = offset - EDIDRegion.blobOffset
         try state.withLock { (s: inout State) throws(AccessError) in
-            guard at + bytes.count <= Int(s.edidSize) else { throw .invalid("\(bytes.count) bytes at EDID offset \(at) are beyond edid_size \(s.edidSize)") }
-            s.blob.replaceSubrange(at..<at + bytes.count, with: bytes)
+            s.blob.replaceSubrange(try EDIDRegion.blobRange(offset, bytes.count, s), with: bytes)
         }
     }
 
