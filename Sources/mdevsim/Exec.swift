@@ -148,9 +148,15 @@ struct Exec: ParsableCommand {
             guard FileManager.default.fileExists(atPath: nodedev) else {
                 throw CLIError("--libvirt: \(nodedev) is missing (apt-get install libvirt-daemon)")
             }
-            if (try? FileManager.default.destinationOfSymbolicLink(atPath: drivers + "/libvirt_driver_nodedev.so")) != nodedev {
-                unlink(drivers + "/libvirt_driver_nodedev.so")
-                guard symlink(nodedev, drivers + "/libvirt_driver_nodedev.so") == 0 else { throw CLIError("--libvirt: cannot link the nodedev driver into \(drivers)") }
+            let link = drivers + "/libvirt_driver_nodedev.so"
+            func linked() -> Bool { (try? FileManager.default.destinationOfSymbolicLink(atPath: link)) == nodedev }
+            if !linked() {
+                unlink(link)
+                // Another exec of this mount (libvirtd and virsh often start together) may make it between the two.
+                let rc = symlink(nodedev, link), err = errno
+                guard rc == 0 || (err == EEXIST && linked()) else {
+                    throw CLIError("--libvirt: cannot link the nodedev driver into \(drivers): \(String(cString: strerror(err)))")
+                }
             }
             setenv("LIBVIRT_DRIVER_DIR", drivers, 1)
         }
